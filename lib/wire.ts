@@ -1,0 +1,330 @@
+/**
+ * The wire format, version 1: the byte layout of every datagram mptunnel sends between mpclient and
+ * mpserver. This module is the only one that knows offsets; `docs/PROTOCOL.md` specifies the same
+ * layout in prose. All integers are big-endian.
+ *
+ * Sealed messages (DATA, PROBE, PROBE_REPLY) share one 20-byte header:
+ *
+ * | offset | size | field                                                              |
+ * |--------|------|--------------------------------------------------------------------|
+ * | 0      | 1    | version (1)                                                        |
+ * | 1      | 1    | type (0x01 DATA, 0x02 PROBE, 0x03 PROBE_REPLY)                     |
+ * | 2      | 1    | flags (bit 0: body is AEAD-sealed)                                 |
+ * | 3      | 1    | key phase (which handshake's keys sealed it)                       |
+ * | 4      | 4    | session id (chosen at random by mpclient, never 0)                 |
+ * | 8      | 8    | sequence number (per session, direction and key phase; < 2^53)     |
+ * | 16     | 2    | flow id (which local application socket the datagram belongs to)   |
+ * | 18     | 2    | reserved, sent as 0                                                |
+ * | 20     | …    | body: plaintext, or ciphertext followed by a 16-byte tag           |
+ *
+ * The whole header is the AEAD's associated data and the sequence number its nonce, so every field
+ * the receiver acts on is authenticated and a datagram is identical on every path (sealed once).
+ *
+ * Handshake messages are fixed-size, 64 bytes each, so that a response is never larger than what
+ * provoked it:
+ *
+ * | offset | size | INIT (0x10, client → server)     | RESPONSE (0x11, server → client)      |
+ * |--------|------|----------------------------------|---------------------------------------|
+ * | 0      | 4    | version, type, flags, key phase  | version, type, flags, key phase       |
+ * | 4      | 4    | session id                       | session id                            |
+ * | 8      | 8    | client timestamp (ms)            | the INIT's timestamp, echoed          |
+ * | 16     | 32   | client ephemeral X25519 key      | server ephemeral X25519 key           |
+ * | 48     | 16   | MAC over bytes 0–47              | MAC over bytes 0–47 and the INIT's MAC|
+ *
+ * Flags bit 0 on a handshake message means "authenticated with a shared secret"; without a secret
+ * the key and MAC fields are zero. RESET (0x12, 8 bytes: version, type, 0, key phase, session id)
+ * tells a client that the server does not know its session; NOTICE (0x13, 12 bytes: version, type,
+ * code, key phase, session id, 4 reserved) explains a refused handshake.
+ */
+
+/** The protocol version this module speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Message type codes (byte 1). */
+export const MessageType = {
+  data: 0x01,
+  probe: 0x02,
+  probeReply: 0x03,
+  init: 0x10,
+  response: 0x11,
+  reset: 0x12,
+  notice: 0x13,
+} as const;
+
+/** The three message types that carry the sealed header. */
+export type SealedType = "data" | "probe" | "probe-reply";
+
+/** Flag bit: a sealed body is encrypted and authenticated; a handshake is authenticated. */
+export const FLAG_AUTHENTICATED = 0x01;
+
+/** Size of the sealed-message header. */
+export const SEALED_HEADER_BYTES = 20;
+/** Size of the AEAD tag that follows an encrypted body. */
+export const TAG_BYTES = 16;
+/** Size of INIT and RESPONSE messages. */
+export const HANDSHAKE_BYTES = 64;
+/** Offset of the ephemeral public key in INIT and RESPONSE. */
+export const HANDSHAKE_KEY_OFFSET = 16;
+/** Offset of the MAC in INIT and RESPONSE (also the number of bytes it covers). */
+export const HANDSHAKE_MAC_OFFSET = 48;
+/** Size of a RESET message. */
+export const RESET_BYTES = 8;
+/** Size of a NOTICE message. */
+export const NOTICE_BYTES = 12;
+/** Largest sequence number (sequence numbers are JavaScript-safe integers). */
+export const MAX_SEQUENCE = 2 ** 53 - 1;
+/** Largest flow id. */
+export const MAX_FLOW_ID = 0xffff;
+
+/** Bytes a sealed datagram adds around an application payload: header plus tag. */
+export const TUNNEL_OVERHEAD_BYTES = SEALED_HEADER_BYTES + TAG_BYTES;
+
+/** Why a NOTICE was sent (byte 2). */
+export const NoticeCode = {
+  /** The server has a secret; the client's INIT was not authenticated. */
+  secretRequired: 1,
+  /** The INIT's MAC did not verify: the two ends hold different secrets. */
+  secretMismatch: 2,
+  /** The client authenticated its INIT but the server has no secret configured. */
+  secretNotConfigured: 3,
+} as const;
+
+/** A NOTICE code's value. */
+export type NoticeCodeValue = typeof NoticeCode[keyof typeof NoticeCode];
+
+/** The decoded sealed header; `body` is a view into the datagram (not a copy). */
+export interface SealedMessage {
+  readonly type: SealedType;
+  readonly authenticated: boolean;
+  readonly keyPhase: number;
+  readonly sessionId: number;
+  readonly sequence: number;
+  readonly flowId: number;
+  /** The header bytes (associated data for the AEAD). */
+  readonly header: Uint8Array;
+  /** Plaintext or ciphertext‖tag, a view into the datagram. */
+  readonly body: Uint8Array;
+}
+
+/** A decoded INIT or RESPONSE; `publicKey` and `mac` are views into the datagram. */
+export interface HandshakeMessage {
+  readonly type: "init" | "response";
+  readonly authenticated: boolean;
+  readonly keyPhase: number;
+  readonly sessionId: number;
+  readonly timestampMs: number;
+  readonly publicKey: Uint8Array;
+  readonly mac: Uint8Array;
+  /** The bytes the MAC covers (0–47). */
+  readonly macInput: Uint8Array;
+}
+
+/** A decoded RESET. */
+export interface ResetMessage {
+  readonly type: "reset";
+  readonly keyPhase: number;
+  readonly sessionId: number;
+}
+
+/** A decoded NOTICE. */
+export interface NoticeMessage {
+  readonly type: "notice";
+  readonly code: number;
+  readonly keyPhase: number;
+  readonly sessionId: number;
+}
+
+/** Any message of ours. */
+export type Message = SealedMessage | HandshakeMessage | ResetMessage | NoticeMessage;
+
+/** Why a datagram could not be decoded; each is a drop counter. */
+export type DecodeFailure = "malformed" | "bad-version" | "unknown-type";
+
+/** Outcome of {@link decodeMessage}. */
+export type Decoded = { readonly ok: true; readonly message: Message } | {
+  readonly ok: false;
+  readonly reason: DecodeFailure;
+};
+
+const SEALED_TYPES: Record<number, SealedType> = {
+  [MessageType.data]: "data",
+  [MessageType.probe]: "probe",
+  [MessageType.probeReply]: "probe-reply",
+};
+
+const SEALED_TYPE_CODES: Record<SealedType, number> = {
+  "data": MessageType.data,
+  "probe": MessageType.probe,
+  "probe-reply": MessageType.probeReply,
+};
+
+const TWO_TO_32 = 2 ** 32;
+
+/**
+ * Decodes any datagram. Never throws: hostile input yields `{ ok: false, reason }`.
+ * Views returned point into `datagram`; copy them before the buffer is reused.
+ */
+export function decodeMessage(datagram: Uint8Array): Decoded {
+  if (datagram.length < RESET_BYTES) return { ok: false, reason: "malformed" };
+  if (datagram[0] !== PROTOCOL_VERSION) return { ok: false, reason: "bad-version" };
+  const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+  const typeCode = datagram[1];
+  const sealedType = SEALED_TYPES[typeCode];
+  if (sealedType !== undefined) return decodeSealed(datagram, view, sealedType);
+  switch (typeCode) {
+    case MessageType.init:
+    case MessageType.response:
+      return decodeHandshake(datagram, view, typeCode === MessageType.init ? "init" : "response");
+    case MessageType.reset:
+      if (datagram.length !== RESET_BYTES || datagram[2] !== 0) {
+        return { ok: false, reason: "malformed" };
+      }
+      return {
+        ok: true,
+        message: { type: "reset", keyPhase: datagram[3], sessionId: view.getUint32(4) },
+      };
+    case MessageType.notice:
+      if (datagram.length !== NOTICE_BYTES) return { ok: false, reason: "malformed" };
+      return {
+        ok: true,
+        message: {
+          type: "notice",
+          code: datagram[2],
+          keyPhase: datagram[3],
+          sessionId: view.getUint32(4),
+        },
+      };
+    default:
+      return { ok: false, reason: "unknown-type" };
+  }
+}
+
+function decodeSealed(datagram: Uint8Array, view: DataView, type: SealedType): Decoded {
+  if (datagram.length < SEALED_HEADER_BYTES) return { ok: false, reason: "malformed" };
+  const flags = datagram[2];
+  const authenticated = (flags & FLAG_AUTHENTICATED) !== 0;
+  const sequenceHigh = view.getUint32(8);
+  const sessionId = view.getUint32(4);
+  if (flags & ~FLAG_AUTHENTICATED || sequenceHigh >= 0x200000 || sessionId === 0) {
+    return { ok: false, reason: "malformed" };
+  }
+  if (authenticated && datagram.length < SEALED_HEADER_BYTES + TAG_BYTES) {
+    return { ok: false, reason: "malformed" };
+  }
+  return {
+    ok: true,
+    message: {
+      type,
+      authenticated,
+      keyPhase: datagram[3],
+      sessionId,
+      sequence: sequenceHigh * TWO_TO_32 + view.getUint32(12),
+      flowId: view.getUint16(16),
+      header: datagram.subarray(0, SEALED_HEADER_BYTES),
+      body: datagram.subarray(SEALED_HEADER_BYTES),
+    },
+  };
+}
+
+function decodeHandshake(
+  datagram: Uint8Array,
+  view: DataView,
+  type: "init" | "response",
+): Decoded {
+  const flags = datagram[2];
+  const sessionId = view.getUint32(4);
+  if (
+    datagram.length !== HANDSHAKE_BYTES || flags & ~FLAG_AUTHENTICATED || sessionId === 0 ||
+    view.getUint32(8) >= 0x200000
+  ) {
+    return { ok: false, reason: "malformed" };
+  }
+  return {
+    ok: true,
+    message: {
+      type,
+      authenticated: (flags & FLAG_AUTHENTICATED) !== 0,
+      keyPhase: datagram[3],
+      sessionId,
+      timestampMs: view.getUint32(8) * TWO_TO_32 + view.getUint32(12),
+      publicKey: datagram.subarray(HANDSHAKE_KEY_OFFSET, HANDSHAKE_MAC_OFFSET),
+      mac: datagram.subarray(HANDSHAKE_MAC_OFFSET, HANDSHAKE_BYTES),
+      macInput: datagram.subarray(0, HANDSHAKE_MAC_OFFSET),
+    },
+  };
+}
+
+/** The fields of a sealed header to encode. */
+export interface SealedHeaderFields {
+  readonly type: SealedType;
+  readonly authenticated: boolean;
+  readonly keyPhase: number;
+  readonly sessionId: number;
+  readonly sequence: number;
+  readonly flowId: number;
+}
+
+/** Writes a sealed header into `out[0..20)`. */
+export function encodeSealedHeader(out: Uint8Array, fields: SealedHeaderFields): void {
+  const view = new DataView(out.buffer, out.byteOffset, SEALED_HEADER_BYTES);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = SEALED_TYPE_CODES[fields.type];
+  out[2] = fields.authenticated ? FLAG_AUTHENTICATED : 0;
+  out[3] = fields.keyPhase;
+  view.setUint32(4, fields.sessionId);
+  view.setUint32(8, Math.floor(fields.sequence / TWO_TO_32));
+  view.setUint32(12, fields.sequence >>> 0);
+  view.setUint16(16, fields.flowId);
+  view.setUint16(18, 0);
+}
+
+/** The fields of an INIT or RESPONSE, before its MAC. */
+export interface HandshakeFields {
+  readonly type: "init" | "response";
+  readonly authenticated: boolean;
+  readonly keyPhase: number;
+  readonly sessionId: number;
+  readonly timestampMs: number;
+  /** 32 bytes, or undefined without a secret (written as zeros). */
+  readonly publicKey?: Uint8Array;
+}
+
+/** Encodes an INIT or RESPONSE with a zero MAC; the caller fills bytes 48–63 when authenticated. */
+export function encodeHandshake(fields: HandshakeFields): Uint8Array {
+  const out = new Uint8Array(HANDSHAKE_BYTES);
+  const view = new DataView(out.buffer);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = fields.type === "init" ? MessageType.init : MessageType.response;
+  out[2] = fields.authenticated ? FLAG_AUTHENTICATED : 0;
+  out[3] = fields.keyPhase;
+  view.setUint32(4, fields.sessionId);
+  view.setUint32(8, Math.floor(fields.timestampMs / TWO_TO_32));
+  view.setUint32(12, fields.timestampMs >>> 0);
+  if (fields.publicKey) out.set(fields.publicKey, HANDSHAKE_KEY_OFFSET);
+  return out;
+}
+
+/** Encodes a RESET for a session the server does not know. */
+export function encodeReset(sessionId: number, keyPhase: number): Uint8Array {
+  const out = new Uint8Array(RESET_BYTES);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = MessageType.reset;
+  out[3] = keyPhase;
+  new DataView(out.buffer).setUint32(4, sessionId);
+  return out;
+}
+
+/** Encodes a NOTICE explaining why a handshake was refused. */
+export function encodeNotice(
+  code: NoticeCodeValue,
+  sessionId: number,
+  keyPhase: number,
+): Uint8Array {
+  const out = new Uint8Array(NOTICE_BYTES);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = MessageType.notice;
+  out[2] = code;
+  out[3] = keyPhase;
+  new DataView(out.buffer).setUint32(4, sessionId);
+  return out;
+}

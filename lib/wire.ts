@@ -328,3 +328,57 @@ export function encodeNotice(
   new DataView(out.buffer).setUint32(4, sessionId);
   return out;
 }
+
+/** The largest datagram UDP carries over IPv4 (65535 − 20 − 8). */
+export const MAX_DATAGRAM_BYTES = 65507;
+
+/** The largest application datagram the tunnel carries: whatever fits with our overhead. */
+export const MAX_APP_PAYLOAD_BYTES = MAX_DATAGRAM_BYTES - TUNNEL_OVERHEAD_BYTES;
+
+/**
+ * Size of a PROBE body: path index (2), reserved (2), probe id (4), send time in ms (float64, 8),
+ * reserved (8). The reserved tail makes a PROBE as large as its reply, so a reply never amplifies.
+ */
+export const PROBE_BODY_BYTES = 24;
+/** The part of a PROBE body that its reply echoes. */
+const PROBE_ECHO_BYTES = 16;
+/** Size of a PROBE_REPLY body: the first 16 bytes of the PROBE echoed, then datagrams the server received on that path (4), reserved (4). */
+export const PROBE_REPLY_BODY_BYTES = 24;
+
+/** The fields of a PROBE (and the echoed part of a PROBE_REPLY). */
+export interface ProbeFields {
+  readonly pathIndex: number;
+  readonly probeId: number;
+  readonly sentAtMs: number;
+}
+
+/** Encodes a PROBE body. */
+export function encodeProbeBody(fields: ProbeFields): Uint8Array {
+  const body = new Uint8Array(PROBE_BODY_BYTES);
+  const view = new DataView(body.buffer);
+  view.setUint16(0, fields.pathIndex);
+  view.setUint32(4, fields.probeId);
+  view.setFloat64(8, fields.sentAtMs);
+  return body;
+}
+
+/** Decodes a PROBE body (or the echoed start of a PROBE_REPLY body); undefined when too short. */
+export function decodeProbeBody(body: Uint8Array): ProbeFields | undefined {
+  if (body.length < PROBE_ECHO_BYTES) return undefined;
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return { pathIndex: view.getUint16(0), probeId: view.getUint32(4), sentAtMs: view.getFloat64(8) };
+}
+
+/** Encodes a PROBE_REPLY body: the probe's body echoed and the server's receive count for the path. */
+export function encodeProbeReplyBody(probeBody: Uint8Array, receivedOnPath: number): Uint8Array {
+  const body = new Uint8Array(PROBE_REPLY_BODY_BYTES);
+  body.set(probeBody.subarray(0, PROBE_ECHO_BYTES));
+  new DataView(body.buffer).setUint32(PROBE_ECHO_BYTES, receivedOnPath >>> 0);
+  return body;
+}
+
+/** Reads the server's receive count from a PROBE_REPLY body; undefined when too short. */
+export function decodeProbeReplyCount(body: Uint8Array): number | undefined {
+  if (body.length < PROBE_REPLY_BODY_BYTES) return undefined;
+  return new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(PROBE_ECHO_BYTES);
+}

@@ -1,0 +1,525 @@
+/**
+ * The client's protocol engine, free of I/O and of the clock: it takes application datagrams, datagrams
+ * from paths and the time, and tells its outbox what to send on which path and what to deliver to
+ * which application flow. The driver (`lib/client_driver.ts`) owns the sockets and the timer.
+ *
+ * Life of a session: a random session id; a handshake (INIT on every path, retried until a RESPONSE
+ * comes back); then sealed DATA on every live path (redundant mode). The server answering RESET (it
+ * restarted and lost the session) or falling silent starts a new handshake on the same session id;
+ * with a secret, a new handshake also runs every {@link ClientTiming.rekeyIntervalMs}. While a
+ * handshake is pending, application datagrams wait in a short queue instead of being lost.
+ */
+
+import {
+  completeHandshake,
+  createInit,
+  type PendingHandshake,
+  type SecretKeys,
+} from "./handshake.ts";
+import { KeyPhase, openMessage, sealMessage } from "./key_phase.ts";
+import type { Logger } from "./log.ts";
+import { ClientPath, type PathState } from "./path.ts";
+import { createDropCounters, createTrafficCounters, type DropReason } from "./stats.ts";
+import { LogThrottle } from "./throttle.ts";
+import type { SendErrorKind } from "./udp.ts";
+import {
+  decodeMessage,
+  decodeProbeBody,
+  encodeProbeBody,
+  type HandshakeMessage,
+  MAX_APP_PAYLOAD_BYTES,
+  NoticeCode,
+  type SealedMessage,
+  TUNNEL_OVERHEAD_BYTES,
+} from "./wire.ts";
+
+/** How the client paces its handshakes, probes and failure detection. */
+export interface ClientTiming {
+  /** INIT is re-sent this often until a RESPONSE arrives. */
+  readonly handshakeRetryMs: number;
+  /** A PROBE goes out on each path this often (it doubles as the keepalive for bridges and NATs). */
+  readonly probeIntervalMs: number;
+  /** A path not heard from for this long is marked down. */
+  readonly pathDownAfterMs: number;
+  /** Nothing authentic from the server on any path for this long starts a new handshake. */
+  readonly serverSilenceMs: number;
+  /** With a secret, a new handshake (fresh keys) runs this often. */
+  readonly rekeyIntervalMs: number;
+  /** After a new handshake, datagrams under the previous keys are still accepted this long. */
+  readonly previousKeysGraceMs: number;
+}
+
+/** Defaults: a restart is noticed within about a second, a dead path within two. */
+export const DEFAULT_CLIENT_TIMING: ClientTiming = {
+  handshakeRetryMs: 250,
+  probeIntervalMs: 500,
+  pathDownAfterMs: 2000,
+  serverSilenceMs: 1500,
+  rekeyIntervalMs: 120_000,
+  previousKeysGraceMs: 10_000,
+};
+
+/** Application datagrams kept while a handshake is pending. */
+export const PENDING_QUEUE_LIMIT = 256;
+
+/** How the client core hands work to its driver. */
+export interface ClientOutbox {
+  /**
+   * A buffer the core may encode one data datagram into (at least 65 536 bytes); the driver keeps it
+   * unchanged until every send of that datagram has settled.
+   */
+  readonly scratch: Uint8Array;
+  /** Sends a datagram on path `pathIndex`. */
+  sendOnPath(pathIndex: number, datagram: Uint8Array): void;
+  /** Hands a datagram from the server to the application flow `flowId`. */
+  deliverToApp(flowId: number, payload: Uint8Array): void;
+}
+
+/** What builds a client core. */
+export interface ClientCoreOptions {
+  /** A label per path (its name or HOST:PORT), in config order. */
+  readonly pathLabels: readonly string[];
+  /** Derived from the shared secret; undefined runs unauthenticated and unencrypted. */
+  readonly secret?: SecretKeys;
+  readonly logger: Logger;
+  /** The session id; a random non-zero 32-bit number when omitted. */
+  readonly sessionId?: number;
+  readonly timing?: Partial<ClientTiming>;
+}
+
+/** Where the client is in its life. */
+export type ClientState = "connecting" | "established";
+
+/** Counters the client keeps beyond its paths'. */
+export interface ClientCounters {
+  readonly fromApp: { datagrams: number; bytes: number };
+  readonly toApp: { datagrams: number; bytes: number };
+  /** Redundant copies dropped by the window (expected in redundant mode, not an error). */
+  duplicates: number;
+  handshakesCompleted: number;
+  readonly drops: Record<DropReason, number>;
+}
+
+/** The client end of the tunnel, as a state machine. */
+export class ClientCore {
+  readonly sessionId: number;
+  readonly paths: ClientPath[];
+  readonly counters: ClientCounters = {
+    fromApp: createTrafficCounters(),
+    toApp: createTrafficCounters(),
+    duplicates: 0,
+    handshakesCompleted: 0,
+    drops: createDropCounters(),
+  };
+  readonly #secret: SecretKeys | undefined;
+  readonly #logger: Logger;
+  readonly #timing: ClientTiming;
+  readonly #logThrottle = new LogThrottle(10_000);
+  #state: ClientState = "connecting";
+  #current: KeyPhase | undefined;
+  #previous: KeyPhase | undefined;
+  #pending: PendingHandshake | undefined;
+  #pendingStartedMs = 0;
+  #pendingLastSentMs = -Infinity;
+  #lastTimestampMs = 0;
+  #nextKeyPhase = 0;
+  #lastHeardFromServerMs = -Infinity;
+  #queue: { flowId: number; payload: Uint8Array }[] = [];
+  /** Decrypted bodies land here; one datagram at a time, consumed before the next. */
+  readonly #openBuffer = new Uint8Array(65536);
+
+  constructor(options: ClientCoreOptions) {
+    this.sessionId = options.sessionId ?? randomSessionId();
+    this.paths = options.pathLabels.map((label, index) => new ClientPath(index, label));
+    this.#secret = options.secret;
+    this.#logger = options.logger;
+    this.#timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
+  }
+
+  /** `connecting` until the first handshake completes. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** True when traffic is sealed with keys from a secret. */
+  get authenticated(): boolean {
+    return this.#secret !== undefined;
+  }
+
+  /** Tunnels one application datagram of flow `flowId` (queued while connecting). */
+  sendFromApp(flowId: number, payload: Uint8Array, nowMs: number, outbox: ClientOutbox): void {
+    if (payload.length > MAX_APP_PAYLOAD_BYTES) {
+      this.#drop("oversize", nowMs, "dropped an application datagram too large to tunnel", {
+        bytes: payload.length,
+        maxBytes: MAX_APP_PAYLOAD_BYTES,
+      });
+      return;
+    }
+    this.counters.fromApp.datagrams++;
+    this.counters.fromApp.bytes += payload.length;
+    if (!this.#current) {
+      if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
+        this.#queue.shift();
+        this.counters.drops["queue-full"]++;
+      }
+      this.#queue.push({ flowId, payload: payload.slice() }); // the caller reuses its buffer
+      return;
+    }
+    const datagram = sealMessage(
+      this.#current,
+      this.sessionId,
+      "data",
+      flowId,
+      payload,
+      outbox.scratch,
+    );
+    this.#sendOnLivePaths(datagram, outbox);
+  }
+
+  /** Handles a datagram that arrived on path `pathIndex`. */
+  receiveFromPath(
+    pathIndex: number,
+    datagram: Uint8Array,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
+    const path = this.paths[pathIndex];
+    const decoded = decodeMessage(datagram);
+    if (!decoded.ok) {
+      this.counters.drops[decoded.reason]++;
+      return;
+    }
+    const message = decoded.message;
+    switch (message.type) {
+      case "data":
+      case "probe-reply":
+        this.#receiveSealed(path, message, datagram.length, nowMs, outbox);
+        return;
+      case "response":
+        this.#receiveResponse(path, message, datagram, nowMs, outbox);
+        return;
+      case "reset":
+        if (message.sessionId !== this.sessionId) {
+          this.counters.drops["unknown-session"]++;
+        } else if (!this.#pending) {
+          this.#logger.info("server does not know our session (it restarted?); handshaking again", {
+            path: path.label,
+          });
+          this.#startHandshake(nowMs, outbox);
+        }
+        return;
+      case "notice":
+        if (message.sessionId !== this.sessionId) {
+          this.counters.drops["unknown-session"]++;
+          return;
+        }
+        this.#logNotice(message.code, path, nowMs);
+        return;
+      case "init":
+      case "probe":
+        this.counters.drops.unexpected++;
+        return;
+      default:
+        return assertNever(message);
+    }
+  }
+
+  /** Records that a send on a path failed; the other paths carry on. */
+  recordSendError(pathIndex: number, kind: SendErrorKind, nowMs: number): void {
+    const path = this.paths[pathIndex];
+    path.sendErrors[kind]++;
+    const held = this.#logThrottle.allow(`send-error ${pathIndex} ${kind}`, nowMs);
+    if (held !== undefined) {
+      this.#logger.warning("send failed on path", { path: path.label, error: kind, repeats: held });
+    }
+  }
+
+  /** Runs what is due at `nowMs`: handshake retries, probes, path and server liveness, rekeying. */
+  onTimer(nowMs: number, outbox: ClientOutbox): void {
+    const timing = this.#timing;
+    if (this.#pending) {
+      if (nowMs - this.#pendingLastSentMs >= timing.handshakeRetryMs) this.#sendInit(nowMs, outbox);
+      const waitedMs = nowMs - this.#pendingStartedMs;
+      if (waitedMs >= 5000 && this.#logThrottle.allow("no-response", nowMs) !== undefined) {
+        this.#logger.warning(
+          "no handshake response from the server: is mpserver running and reachable, and do both ends use the same secret?",
+          { waitedMs: Math.round(waitedMs) },
+        );
+      }
+    } else if (!this.#current) {
+      this.#startHandshake(nowMs, outbox);
+    } else if (
+      nowMs - this.#lastHeardFromServerMs >= timing.serverSilenceMs ||
+      (this.#secret && nowMs - this.#current.createdMs >= timing.rekeyIntervalMs) ||
+      this.#current.exhausted
+    ) {
+      this.#startHandshake(nowMs, outbox);
+    }
+    if (this.#previous && nowMs - this.#current!.createdMs >= timing.previousKeysGraceMs) {
+      this.#previous = undefined;
+    }
+    for (const path of this.paths) {
+      if (path.state === "up" && nowMs - path.lastHeardMs >= timing.pathDownAfterMs) {
+        this.#setPathState(path, "down", nowMs);
+      }
+      if (this.#current && nowMs - path.lastProbeSentMs >= timing.probeIntervalMs) {
+        this.#sendProbe(path, nowMs, outbox);
+      }
+    }
+  }
+
+  /** The next time {@link onTimer} has work, or undefined if none is scheduled. */
+  nextDeadlineMs(): number | undefined {
+    const timing = this.#timing;
+    if (!this.#current && !this.#pending) return -Infinity;
+    let deadline = Infinity;
+    if (this.#pending) deadline = this.#pendingLastSentMs + timing.handshakeRetryMs;
+    if (this.#current) {
+      if (!this.#pending) {
+        deadline = Math.min(deadline, this.#lastHeardFromServerMs + timing.serverSilenceMs);
+        if (this.#secret) {
+          deadline = Math.min(deadline, this.#current.createdMs + timing.rekeyIntervalMs);
+        }
+      }
+      if (this.#previous) {
+        deadline = Math.min(deadline, this.#current.createdMs + timing.previousKeysGraceMs);
+      }
+      for (const path of this.paths) {
+        deadline = Math.min(deadline, path.lastProbeSentMs + timing.probeIntervalMs);
+      }
+    }
+    for (const path of this.paths) {
+      if (path.state === "up") {
+        deadline = Math.min(deadline, path.lastHeardMs + timing.pathDownAfterMs);
+      }
+    }
+    return deadline === Infinity ? undefined : deadline;
+  }
+
+  #sendOnLivePaths(datagram: Uint8Array, outbox: ClientOutbox): void {
+    // Redundant mode: every path that is not known to be down; all of them when none is up, since
+    // then any might be the one that works.
+    let anyLive = false;
+    for (const path of this.paths) if (path.state !== "down") anyLive = true;
+    for (const path of this.paths) {
+      if (anyLive && path.state === "down") continue;
+      path.sent.datagrams++;
+      path.sent.bytes += datagram.length;
+      outbox.sendOnPath(path.index, datagram);
+    }
+  }
+
+  #receiveSealed(
+    path: ClientPath,
+    message: SealedMessage,
+    datagramBytes: number,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
+    if (message.sessionId !== this.sessionId) {
+      this.counters.drops["unknown-session"]++;
+      return;
+    }
+    const keyPhase = this.#current?.phase === message.keyPhase
+      ? this.#current
+      : this.#previous?.phase === message.keyPhase
+      ? this.#previous
+      : undefined;
+    if (!keyPhase) {
+      this.counters.drops["unknown-session"]++;
+      return;
+    }
+    const opened = openMessage(keyPhase, message, this.#openBuffer);
+    if (!opened.ok) {
+      if (opened.reason === "duplicate") {
+        this.counters.duplicates++;
+        this.#heard(path, datagramBytes, nowMs);
+      } else {
+        this.counters.drops[opened.reason]++;
+      }
+      return;
+    }
+    this.#heard(path, datagramBytes, nowMs);
+    this.#lastHeardFromServerMs = nowMs;
+    if (message.type === "data") {
+      this.counters.toApp.datagrams++;
+      this.counters.toApp.bytes += opened.body.length;
+      outbox.deliverToApp(message.flowId, opened.body);
+      return;
+    }
+    const probe = decodeProbeBody(opened.body);
+    if (!probe || probe.pathIndex !== path.index || probe.sentAtMs > nowMs) {
+      this.counters.drops.malformed++;
+      return;
+    }
+    path.probeRepliesReceived++;
+    path.recordRtt(nowMs - probe.sentAtMs);
+  }
+
+  #receiveResponse(
+    path: ClientPath,
+    message: HandshakeMessage,
+    datagram: Uint8Array,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
+    const pending = this.#pending;
+    if (!pending) {
+      // The same RESPONSE comes back once per path; the first one completed the handshake.
+      if (this.#current?.phase === message.keyPhase && message.sessionId === this.sessionId) {
+        this.counters.duplicates++;
+        this.#heard(path, datagram.length, nowMs);
+      } else {
+        this.counters.drops.unexpected++;
+      }
+      return;
+    }
+    const result = completeHandshake(this.#secret, pending, message, datagram);
+    if (!result.ok) {
+      this.counters.drops[result.reason]++;
+      if (
+        result.reason !== "unexpected" &&
+        this.#logThrottle.allow("bad-response", nowMs) !== undefined
+      ) {
+        this.#logger.warning(
+          result.reason === "bad-mac"
+            ? "the server's handshake response failed authentication: the two ends hold different secrets (or someone forged it)"
+            : this.#secret
+            ? "the server answered without authentication: it has no secret configured; refusing to run unauthenticated"
+            : "the server answered with authentication: it has a secret, this client has none",
+          { path: path.label },
+        );
+      }
+      return;
+    }
+    const keys = result.keys;
+    const rekey = this.#current !== undefined;
+    this.#previous = this.#current;
+    this.#current = new KeyPhase(
+      pending.keyPhase,
+      keys?.clientToServer,
+      keys?.serverToClient,
+      nowMs,
+    );
+    this.#pending = undefined;
+    this.#state = "established";
+    this.counters.handshakesCompleted++;
+    this.#lastHeardFromServerMs = nowMs;
+    this.#heard(path, datagram.length, nowMs);
+    const details = {
+      session: formatSessionId(this.sessionId),
+      keyPhase: pending.keyPhase,
+      path: path.label,
+      handshakeMs: Math.round(nowMs - this.#pendingStartedMs),
+    };
+    if (rekey) this.#logger.debug("new session keys", details);
+    else this.#logger.info("session established", { ...details, encrypted: keys !== undefined });
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const { flowId, payload } of queued) {
+      const copy = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
+      // Each queued datagram gets its own buffer: they are all sent before any send settles.
+      const sealed = sealMessage(this.#current, this.sessionId, "data", flowId, payload, copy);
+      this.#sendOnLivePaths(sealed, outbox);
+    }
+  }
+
+  #startHandshake(nowMs: number, outbox: ClientOutbox): void {
+    // Timestamps only need to grow within one session id, so the monotonic clock serves.
+    this.#lastTimestampMs = Math.max(this.#lastTimestampMs + 1, Math.floor(nowMs));
+    this.#pending = createInit(
+      this.#secret,
+      this.sessionId,
+      this.#nextKeyPhase,
+      this.#lastTimestampMs,
+    );
+    this.#nextKeyPhase = (this.#nextKeyPhase + 1) & 0xff;
+    this.#pendingStartedMs = nowMs;
+    this.#sendInit(nowMs, outbox);
+  }
+
+  #sendInit(nowMs: number, outbox: ClientOutbox): void {
+    this.#pendingLastSentMs = nowMs;
+    for (const path of this.paths) {
+      path.sent.datagrams++;
+      path.sent.bytes += this.#pending!.init.length;
+      outbox.sendOnPath(path.index, this.#pending!.init);
+    }
+  }
+
+  #sendProbe(path: ClientPath, nowMs: number, outbox: ClientOutbox): void {
+    path.lastProbeSentMs = nowMs;
+    path.probesSent++;
+    const body = encodeProbeBody({
+      pathIndex: path.index,
+      probeId: path.nextProbeId++,
+      sentAtMs: nowMs,
+    });
+    const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
+    const datagram = sealMessage(this.#current!, this.sessionId, "probe", 0, body, out);
+    path.sent.datagrams++;
+    path.sent.bytes += datagram.length;
+    outbox.sendOnPath(path.index, datagram);
+  }
+
+  #heard(path: ClientPath, datagramBytes: number, nowMs: number): void {
+    path.received.datagrams++;
+    path.received.bytes += datagramBytes;
+    path.lastHeardMs = nowMs;
+    if (path.state !== "up") this.#setPathState(path, "up", nowMs);
+  }
+
+  #setPathState(path: ClientPath, state: PathState, nowMs: number): void {
+    const previous = path.state;
+    path.state = state;
+    if (state === "down") {
+      this.#logger.warning("path down", {
+        path: path.label,
+        silentMs: Math.round(nowMs - path.lastHeardMs),
+      });
+    } else if (previous === "down") {
+      this.#logger.info("path up again", { path: path.label });
+    } else {
+      this.#logger.info("path up", { path: path.label });
+    }
+  }
+
+  #logNotice(code: number, path: ClientPath, nowMs: number): void {
+    if (this.#logThrottle.allow(`notice ${code}`, nowMs) === undefined) return;
+    const explanation = code === NoticeCode.secretRequired
+      ? "the server requires a shared secret; configure the same secret on this client (--secret-file or MPTUNNEL_SECRET)"
+      : code === NoticeCode.secretMismatch
+      ? "the server could not authenticate our handshake: the two ends hold different secrets"
+      : code === NoticeCode.secretNotConfigured
+      ? "the server has no secret configured but this client has one; refusing to run unauthenticated"
+      : `the server refused our handshake (notice code ${code})`;
+    this.#logger.error(explanation, { path: path.label });
+  }
+
+  #drop(
+    reason: DropReason,
+    nowMs: number,
+    message: string,
+    details: Record<string, unknown>,
+  ): void {
+    this.counters.drops[reason]++;
+    const held = this.#logThrottle.allow(reason, nowMs);
+    if (held !== undefined) this.#logger.warning(message, { ...details, repeats: held });
+  }
+}
+
+/** A random non-zero 32-bit session id. */
+export function randomSessionId(): number {
+  const value = new Uint32Array(1);
+  do crypto.getRandomValues(value); while (value[0] === 0);
+  return value[0];
+}
+
+/** A session id as logs show it: 8 hex digits. */
+export function formatSessionId(sessionId: number): string {
+  return sessionId.toString(16).padStart(8, "0");
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled message ${JSON.stringify(value)}`);
+}

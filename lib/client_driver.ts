@@ -1,0 +1,338 @@
+/**
+ * The client's driver: the sockets and the timer around {@link ClientCore}. One socket listens for
+ * applications; each path has a socket of its own (its own source port, so bridges and NATs see one
+ * mapping per path). Each distinct application address is a flow; replies go back to it.
+ *
+ * Every receive loop owns a receive buffer and a scratch buffer, and waits for the sends it started
+ * before it receives again, because Deno reads a send buffer when the send runs.
+ */
+
+import { formatHostPort, type HostPort } from "./address.ts";
+import {
+  ClientCore,
+  type ClientOutbox,
+  type ClientTiming,
+  formatSessionId,
+} from "./client_core.ts";
+import type { SecretKeys } from "./handshake.ts";
+import type { Logger } from "./log.ts";
+import { isHostName, resolveHost, wildcardFor } from "./resolve.ts";
+import { formatDrops } from "./stats.ts";
+import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
+import { MAX_FLOW_ID } from "./wire.ts";
+
+/** A path as the driver needs it: where to send. */
+export interface ClientPathTarget {
+  readonly host: string;
+  readonly port: number;
+  /** How logs name it; HOST:PORT when omitted. */
+  readonly label?: string;
+}
+
+/** What starts a client. */
+export interface ClientDriverOptions {
+  /** Where applications send. */
+  readonly listen: HostPort;
+  readonly paths: readonly ClientPathTarget[];
+  readonly secret?: SecretKeys;
+  readonly logger: Logger;
+  readonly timing?: Partial<ClientTiming>;
+  /** A flow whose application has been silent this long is forgotten. */
+  readonly flowIdleTimeoutMs?: number;
+  /** A path down this long has its host name resolved again, then every this often. */
+  readonly reresolveAfterMs?: number;
+}
+
+const RECEIVE_BUFFER_BYTES = 65536;
+const MAINTENANCE_INTERVAL_MS = 1000;
+const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 180_000;
+const DEFAULT_RERESOLVE_AFTER_MS = 5000;
+
+/** One application address talking through the tunnel. */
+interface Flow {
+  readonly id: number;
+  readonly address: UdpAddress;
+  lastActiveMs: number;
+}
+
+/** A path's socket and where it sends. */
+interface PathSocket {
+  readonly target: ClientPathTarget;
+  transport: DatagramTransport;
+  destination: UdpAddress;
+  lastResolvedMs: number;
+}
+
+/** A running mpclient. */
+export class ClientDriver {
+  readonly core: ClientCore;
+  readonly app: DatagramTransport;
+  readonly #paths: PathSocket[];
+  readonly #logger: Logger;
+  readonly #flowsByHost = new Map<string, Map<number, Flow>>();
+  readonly #flowsById = new Map<number, Flow>();
+  readonly #flowIdleTimeoutMs: number;
+  readonly #reresolveAfterMs: number;
+  readonly #loops: Promise<void>[] = [];
+  #nextFlowId = 1;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerDueMs = Infinity;
+  #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
+  #stopping = false;
+
+  private constructor(options: ClientDriverOptions, paths: PathSocket[], app: DatagramTransport) {
+    this.#paths = paths;
+    this.app = app;
+    this.#logger = options.logger;
+    this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
+    this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
+    this.core = new ClientCore({
+      pathLabels: paths.map((path) =>
+        path.target.label ?? formatHostPort({ hostname: path.target.host, port: path.target.port })
+      ),
+      secret: options.secret,
+      logger: options.logger,
+      timing: options.timing,
+    });
+  }
+
+  /** Resolves the paths, binds every socket and starts the loops. */
+  static async start(options: ClientDriverOptions): Promise<ClientDriver> {
+    const paths: PathSocket[] = [];
+    const app = bindUdp(options.listen);
+    try {
+      for (const target of options.paths) {
+        const address = await resolveHost(target.host).catch((error) => {
+          options.logger.warning("cannot resolve a path's host yet; will retry", {
+            host: target.host,
+            error: (error as Error).message,
+          });
+          return undefined;
+        });
+        paths.push({
+          target,
+          transport: bindUdp({ hostname: wildcardFor(address ?? "0.0.0.0"), port: 0 }),
+          destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
+          lastResolvedMs: performance.now(),
+        });
+      }
+    } catch (error) {
+      app.close();
+      for (const path of paths) path.transport.close();
+      throw error;
+    }
+    const driver = new ClientDriver(options, paths, app);
+    driver.#run();
+    return driver;
+  }
+
+  /** The address applications send to. */
+  get listenAddress(): UdpAddress {
+    return this.app.localAddress;
+  }
+
+  /** Closes every socket and timer and waits for the loops to end. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#maintenanceTimer);
+    this.app.close();
+    for (const path of this.#paths) path.transport.close();
+    await Promise.allSettled(this.#loops);
+  }
+
+  /** One line of totals, for the log at exit. */
+  statsLine(): string {
+    const counters = this.core.counters;
+    const paths = this.core.paths.map((path) =>
+      `${path.label}[${path.state} sent=${path.sent.datagrams} received=${path.received.datagrams} errors=${path.totalSendErrors}]`
+    ).join(" ");
+    return `session=${
+      formatSessionId(this.core.sessionId)
+    } from-app=${counters.fromApp.datagrams} to-app=${counters.toApp.datagrams} duplicates=${counters.duplicates} drops: ${
+      formatDrops(counters.drops)
+    } paths: ${paths}`;
+  }
+
+  #run(): void {
+    this.#loops.push(this.#appLoop());
+    this.#paths.forEach((_, index) => this.#loops.push(this.#pathLoop(index)));
+    this.#maintenanceTimer = setInterval(() => this.#maintain(), MAINTENANCE_INTERVAL_MS);
+    this.#armTimer();
+  }
+
+  /** Makes an outbox for one loop: its sends are collected so the loop can wait for them. */
+  #outbox(pending: Promise<unknown>[]): ClientOutbox {
+    const sendFailed = this.#paths.map((_, index) => (error: unknown) =>
+      this.#sendFailed(index, error)
+    );
+    const appSendFailed = (error: unknown) => this.#appSendFailed(error);
+    return {
+      scratch: new Uint8Array(RECEIVE_BUFFER_BYTES),
+      sendOnPath: (pathIndex, datagram) => {
+        const path = this.#paths[pathIndex];
+        pending.push(path.transport.send(datagram, path.destination).catch(sendFailed[pathIndex]));
+      },
+      deliverToApp: (flowId, payload) => {
+        const flow = this.#flowsById.get(flowId);
+        if (!flow) return; // the application went away; nothing to deliver to
+        pending.push(this.app.send(payload, flow.address).catch(appSendFailed));
+      },
+    };
+  }
+
+  async #appLoop(): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    const outbox = this.#outbox(pending);
+    const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
+    while (!this.#stopping) {
+      let received: [Uint8Array, UdpAddress];
+      try {
+        received = await this.app.receive(buffer);
+      } catch (error) {
+        if (this.#stopping) return;
+        this.#logger.warning("receive failed on the application socket", { error: String(error) });
+        continue;
+      }
+      const [payload, from] = received;
+      const now = performance.now();
+      const flow = this.#flowFor(from, now);
+      if (!flow) continue;
+      this.core.sendFromApp(flow.id, payload, now, outbox);
+      await this.#settle(pending);
+    }
+  }
+
+  async #pathLoop(index: number): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    const outbox = this.#outbox(pending);
+    const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
+    while (!this.#stopping) {
+      const path = this.#paths[index];
+      const transport = path.transport;
+      let received: [Uint8Array, UdpAddress];
+      try {
+        received = await transport.receive(buffer);
+      } catch (error) {
+        if (this.#stopping) return;
+        if (transport !== this.#paths[index].transport) continue; // the socket was replaced
+        this.#logger.debug("receive failed on a path socket", {
+          path: index,
+          error: String(error),
+        });
+        continue;
+      }
+      const [datagram, from] = received;
+      // Only the path's own destination may speak on its socket.
+      if (from.port !== path.destination.port || from.hostname !== path.destination.hostname) {
+        this.core.counters.drops.unexpected++;
+        continue;
+      }
+      this.core.receiveFromPath(index, datagram, performance.now(), outbox);
+      await this.#settle(pending);
+    }
+  }
+
+  async #settle(pending: Promise<unknown>[]): Promise<void> {
+    if (pending.length > 0) {
+      await Promise.all(pending);
+      pending.length = 0;
+    }
+    this.#armTimer();
+  }
+
+  #flowFor(from: UdpAddress, nowMs: number): Flow | undefined {
+    let byPort = this.#flowsByHost.get(from.hostname);
+    let flow = byPort?.get(from.port);
+    if (flow) {
+      flow.lastActiveMs = nowMs;
+      return flow;
+    }
+    if (this.#flowsById.size >= MAX_FLOW_ID) return undefined;
+    while (this.#flowsById.has(this.#nextFlowId)) {
+      this.#nextFlowId = this.#nextFlowId >= MAX_FLOW_ID ? 1 : this.#nextFlowId + 1;
+    }
+    flow = {
+      id: this.#nextFlowId,
+      address: { transport: "udp", hostname: from.hostname, port: from.port },
+      lastActiveMs: nowMs,
+    };
+    this.#nextFlowId = this.#nextFlowId >= MAX_FLOW_ID ? 1 : this.#nextFlowId + 1;
+    if (!byPort) this.#flowsByHost.set(from.hostname, byPort = new Map());
+    byPort.set(from.port, flow);
+    this.#flowsById.set(flow.id, flow);
+    this.#logger.debug("new application flow", {
+      flow: flow.id,
+      from: `${from.hostname}:${from.port}`,
+    });
+    return flow;
+  }
+
+  #sendFailed(pathIndex: number, error: unknown): void {
+    const kind = classifySendError(error);
+    if (kind === undefined) {
+      if (this.#stopping) return;
+      throw error;
+    }
+    this.core.recordSendError(pathIndex, kind, performance.now());
+  }
+
+  #appSendFailed(error: unknown): void {
+    if (this.#stopping || classifySendError(error) !== undefined) return;
+    throw error;
+  }
+
+  /** Keeps one timeout armed for the core's next deadline. */
+  #armTimer(): void {
+    if (this.#stopping) return;
+    const deadline = this.core.nextDeadlineMs() ?? Infinity;
+    if (deadline >= this.#timerDueMs - 1) return;
+    clearTimeout(this.#timer);
+    this.#timerDueMs = deadline;
+    if (deadline === Infinity) return;
+    this.#timer = setTimeout(() => {
+      this.#timerDueMs = Infinity;
+      this.#timer = undefined;
+      void this.#fireTimer();
+    }, Math.max(0, deadline - performance.now()));
+  }
+
+  #timerPending: Promise<unknown>[] = [];
+  #timerOutbox: ClientOutbox | undefined;
+
+  async #fireTimer(): Promise<void> {
+    if (this.#stopping) return;
+    this.#timerOutbox ??= this.#outbox(this.#timerPending);
+    this.core.onTimer(performance.now(), this.#timerOutbox);
+    await this.#settle(this.#timerPending);
+  }
+
+  /** Once a second: forget idle flows, resolve the host names of dead paths again. */
+  #maintain(): void {
+    const now = performance.now();
+    for (const flow of this.#flowsById.values()) {
+      if (now - flow.lastActiveMs < this.#flowIdleTimeoutMs) continue;
+      this.#flowsById.delete(flow.id);
+      this.#flowsByHost.get(flow.address.hostname)?.delete(flow.address.port);
+    }
+    this.#paths.forEach((path, index) => {
+      const state = this.core.paths[index];
+      const silentMs = now - Math.max(state.lastHeardMs, path.lastResolvedMs);
+      if (
+        state.state === "up" || !isHostName(path.target.host) || silentMs < this.#reresolveAfterMs
+      ) return;
+      path.lastResolvedMs = now;
+      resolveHost(path.target.host).then((address) => {
+        if (this.#stopping || address === path.destination.hostname) return;
+        this.#logger.info("path host resolved to a new address", { path: state.label, address });
+        path.destination = { transport: "udp", hostname: address, port: path.target.port };
+      }, (error) => {
+        this.#logger.debug("cannot resolve a path's host", {
+          path: state.label,
+          error: String(error),
+        });
+      });
+    });
+  }
+}

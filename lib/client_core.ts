@@ -65,8 +65,9 @@ export const PENDING_QUEUE_LIMIT = 256;
 /** How the client core hands work to its driver. */
 export interface ClientOutbox {
   /**
-   * A buffer the core may encode one data datagram into (at least 65 536 bytes); the driver keeps it
-   * unchanged until every send of that datagram has settled.
+   * A buffer of at least 65 536 bytes that belongs to the calling receive loop: the core seals an
+   * outgoing datagram or decrypts an incoming one into it. The driver keeps it unchanged until every
+   * send made during the call has settled.
    */
   readonly scratch: Uint8Array;
   /** Sends a datagram on path `pathIndex`. */
@@ -79,6 +80,8 @@ export interface ClientOutbox {
 export interface ClientCoreOptions {
   /** A label per path (its name or HOST:PORT), in config order. */
   readonly pathLabels: readonly string[];
+  /** Per path, true for a backup path: used only while no other path is up. */
+  readonly backupPaths?: readonly boolean[];
   /** Derived from the shared secret; undefined runs unauthenticated and unencrypted. */
   readonly secret?: SecretKeys;
   readonly logger: Logger;
@@ -125,12 +128,12 @@ export class ClientCore {
   #nextKeyPhase = 0;
   #lastHeardFromServerMs = -Infinity;
   #queue: { flowId: number; payload: Uint8Array }[] = [];
-  /** Decrypted bodies land here; one datagram at a time, consumed before the next. */
-  readonly #openBuffer = new Uint8Array(65536);
 
   constructor(options: ClientCoreOptions) {
     this.sessionId = options.sessionId ?? randomSessionId();
-    this.paths = options.pathLabels.map((label, index) => new ClientPath(index, label));
+    this.paths = options.pathLabels.map((label, index) =>
+      new ClientPath(index, label, options.backupPaths?.[index] ?? false)
+    );
     this.#secret = options.secret;
     this.#logger = options.logger;
     this.#timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
@@ -297,12 +300,23 @@ export class ClientCore {
   }
 
   #sendOnLivePaths(datagram: Uint8Array, outbox: ClientOutbox): void {
-    // Redundant mode: every path that is not known to be down; all of them when none is up, since
-    // then any might be the one that works.
-    let anyLive = false;
-    for (const path of this.paths) if (path.state !== "down") anyLive = true;
+    // Redundant mode: every primary path that is not known to be down. Backup paths join only when
+    // no primary path is live; and when no path at all is live, all are tried, since any might be
+    // the one that works.
+    let primaryLive = false;
+    let backupLive = false;
     for (const path of this.paths) {
-      if (anyLive && path.state === "down") continue;
+      if (path.state === "down") continue;
+      if (path.backup) backupLive = true;
+      else primaryLive = true;
+    }
+    for (const path of this.paths) {
+      const wanted = primaryLive
+        ? !path.backup && path.state !== "down"
+        : backupLive
+        ? path.backup && path.state !== "down"
+        : true;
+      if (!wanted) continue;
       path.sent.datagrams++;
       path.sent.bytes += datagram.length;
       outbox.sendOnPath(path.index, datagram);
@@ -329,7 +343,7 @@ export class ClientCore {
       this.counters.drops["unknown-session"]++;
       return;
     }
-    const opened = openMessage(keyPhase, message, this.#openBuffer);
+    const opened = openMessage(keyPhase, message, outbox.scratch);
     if (!opened.ok) {
       if (opened.reason === "duplicate") {
         this.counters.duplicates++;

@@ -27,6 +27,10 @@ export interface ClientPathTarget {
   readonly port: number;
   /** How logs name it; HOST:PORT when omitted. */
   readonly label?: string;
+  /** The local address to send from (bind); the wildcard of the destination's family when omitted. */
+  readonly fromAddress?: string;
+  /** Carries data only while no other path is up. */
+  readonly backup?: boolean;
 }
 
 /** What starts a client. */
@@ -87,6 +91,7 @@ export class ClientDriver {
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
     this.core = new ClientCore({
+      backupPaths: paths.map((path) => path.target.backup ?? false),
       pathLabels: paths.map((path) =>
         path.target.label ?? formatHostPort({ hostname: path.target.host, port: path.target.port })
       ),
@@ -111,7 +116,10 @@ export class ClientDriver {
         });
         paths.push({
           target,
-          transport: bindUdp({ hostname: wildcardFor(address ?? "0.0.0.0"), port: 0 }),
+          transport: bindUdp({
+            hostname: target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
+            port: 0,
+          }),
           destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
           lastResolvedMs: performance.now(),
         });

@@ -47,6 +47,8 @@ export class ClientPath {
     readonly index: number,
     /** How the path is named in logs (its name, or HOST:PORT). */
     readonly label: string,
+    /** A backup path carries data only while no other path is up. */
+    readonly backup: boolean = false,
   ) {}
 
   /** Records a round-trip sample from a probe reply. */

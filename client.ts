@@ -1,0 +1,154 @@
+/**
+ * mpclient: takes datagrams from local applications and sends each over every path (bridge relays, or
+ * the server itself) to mpserver; passes the first copy of each reply back.
+ *
+ *     mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
+ */
+
+import { parseHostPort } from "./lib/address.ts";
+import { runMain, UsageError, VERSION } from "./lib/cli.ts";
+import { ClientDriver } from "./lib/client_driver.ts";
+import { formatSessionId } from "./lib/client_core.ts";
+import {
+  applyClientFlags,
+  CLIENT_FLAG_OPTIONS,
+  CLIENT_KEYWORD_HELP,
+  type ClientConfig,
+  EMPTY_CLIENT_CONFIG,
+  loadClientConfigFile,
+} from "./lib/config.ts";
+import { programLogger, setUpLogging } from "./lib/logging.ts";
+import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
+import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
+
+const HELP = `mpclient ${VERSION} — the client end of mptunnel, a multipath UDP tunnel
+
+Usage:
+  mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
+  mpclient [OPTIONS] --config CONFIG_FILE
+
+Applications send UDP datagrams to [HOST:]PORT (HOST defaults to 127.0.0.1); each goes out on every
+path listed in CONFIG_FILE (one "HOST PORT" per line: a bridge, or mpserver itself) and mpserver keeps
+the first copy. Replies come back the same way.
+
+Options:
+  -c, --config FILE   the configuration file (or give it as the last argument)
+  -h, --help          print this help
+  -V, --version       print the version
+Every configuration keyword is also a flag, and the flag wins over the file:
+${keywordFlagHelp(CLIENT_KEYWORD_HELP)}
+
+The shared secret comes from --secret-file or the ${SECRET_ENV_VAR} environment variable, never from
+the command line. Without one, traffic is neither authenticated nor encrypted.
+
+Example:
+  mpclient 4000 mpclient.conf      # mpclient.conf: "192.0.2.1 4001" and "198.51.100.1 4001"
+`;
+
+/** Reads the arguments and the file into one configuration; every mistake is a UsageError. */
+export async function readClientConfig(args: readonly string[]): Promise<ClientConfig | "done"> {
+  const { values, positionals } = parseArguments({
+    args: [...args],
+    allowPositionals: true,
+    options: {
+      ...CLIENT_FLAG_OPTIONS,
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return "done";
+  }
+  if (values.version) {
+    console.log(`mpclient ${VERSION}`);
+    return "done";
+  }
+  let listenWord: string | undefined;
+  let configFile = values.config as string | undefined;
+  if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`);
+  if (positionals.length === 2) [listenWord, configFile] = positionals;
+  if (positionals.length === 1) {
+    if (configFile === undefined) configFile = positionals[0];
+    else listenWord = positionals[0];
+  }
+  const fromFile = configFile === undefined
+    ? EMPTY_CLIENT_CONFIG
+    : await loadClientConfigFile(configFile);
+  let config = applyClientFlags(fromFile, values as Record<string, string | string[] | undefined>);
+  if (listenWord !== undefined) {
+    const listen = parseHostPort(listenWord, "127.0.0.1", true);
+    if (!listen.ok) throw new UsageError(`listen address: ${listen.error}`);
+    config = { ...config, listen: listen.value };
+  }
+  checkSupported(config, configFile);
+  return config;
+}
+
+/** Refuses, clearly, what the configuration language has words for but this version does not do. */
+function checkSupported(config: ClientConfig, configFile: string | undefined): void {
+  const notYet = (what: string) => {
+    throw new UsageError(`${what} is not available in mpclient ${VERSION} yet`);
+  };
+  if (config.paths.length === 0) {
+    throw new UsageError(
+      configFile === undefined
+        ? 'no paths: give a configuration file with one "HOST PORT" line per bridge'
+        : `${configFile} lists no path; add one "HOST PORT" line per bridge`,
+    );
+  }
+  if (config.listen === undefined) {
+    throw new UsageError(
+      "no listen port: give [HOST:]PORT before the file, --listen, or a listen line",
+    );
+  }
+  if (config.mode !== undefined && config.mode !== "redundant") notYet(`mode ${config.mode}`);
+  if (config.targetLossPercent !== undefined) notYet("target-loss");
+  if (config.fec !== undefined) notYet("fec");
+  if (config.uplinksAuto !== undefined) notYet("uplinks auto");
+  if (config.excludeInterfaces.length > 0) notYet("exclude");
+  if (config.forwards.length > 0) notYet("forward");
+  if (config.socks5 !== undefined) notYet("socks5");
+  if (config.control !== undefined) notYet("control");
+  for (const path of config.paths) {
+    if (path.device !== undefined) notYet(`the path option "dev" (line ${path.line})`);
+    if (path.rateBitsPerSecond !== undefined) notYet(`the path option "rate" (line ${path.line})`);
+  }
+}
+
+/** Runs mpclient with these arguments until SIGINT or SIGTERM. */
+export async function main(args: readonly string[]): Promise<void> {
+  const config = await readClientConfig(args);
+  if (config === "done") return;
+  const secret = await loadSecret(config.secretFile);
+  await setUpLogging(config.logLevel ?? "info", config.logFormat ?? "text");
+  const logger = programLogger("client");
+  const driver = await ClientDriver.start({
+    listen: config.listen!,
+    paths: config.paths.map((path) => ({
+      host: path.host,
+      port: path.port,
+      label: path.name,
+      fromAddress: path.fromAddress,
+      backup: path.backup,
+    })),
+    secret: secret?.keys,
+    logger,
+  });
+  const listen = driver.listenAddress;
+  logger.info(`mpclient ${VERSION} started`, {
+    listen: `${listen.hostname}:${listen.port}`,
+    paths: driver.core.paths.map((path) => path.label).join(","),
+    session: formatSessionId(driver.core.sessionId),
+    secret: secret?.source ?? "none",
+  });
+  if (!secret) {
+    logger.warning(
+      `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach mpserver can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
+    );
+  }
+  await runUntilSignal(driver, logger);
+}
+
+if (import.meta.main) await runMain("mpclient", () => main(Deno.args));

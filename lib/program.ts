@@ -1,0 +1,56 @@
+/**
+ * What the entry points share beyond argument parsing: reading `parseArgs` results as usage errors,
+ * printing help, and running until SIGINT/SIGTERM with a final stats line.
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "./cli.ts";
+import type { KeywordHelp } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { shutDownLogging } from "./logging.ts";
+
+/** `parseArgs` whose errors become {@link UsageError}s (one clear line, exit 2). */
+export function parseArguments<T extends ParseArgsConfig>(
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/** Formats the keyword flags for `--help`, one line each. */
+export function keywordFlagHelp(keywords: readonly KeywordHelp[]): string {
+  const rows = keywords.map((help) => [`--${help.keyword} ${help.valueWords}`, help.summary]);
+  const width = Math.max(...rows.map(([flag]) => flag.length));
+  return rows.map(([flag, summary]) => `  ${flag.padEnd(width)}  ${summary}`).join("\n");
+}
+
+/** Something that runs until stopped. */
+export interface Stoppable {
+  stop(): Promise<void>;
+  statsLine(): string;
+}
+
+/**
+ * Waits for SIGINT or SIGTERM, then stops `running`, logs its final stats line and flushes the log.
+ * Resolves when everything is closed.
+ */
+export async function runUntilSignal(running: Stoppable, logger: Logger): Promise<void> {
+  const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM"];
+  const listeners = signals.map((signal) => {
+    const listener = () => resolve(signal);
+    Deno.addSignalListener(signal, listener);
+    return { signal, listener };
+  });
+  const signal = await stopped;
+  for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+  await running.stop();
+  logger.info(`stopped on ${signal}`, { stats: running.statsLine() });
+  await shutDownLogging();
+}

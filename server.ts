@@ -1,0 +1,166 @@
+/**
+ * mpserver: receives what mpclient sends over every path, keeps the first copy of each datagram and
+ * hands it to the target service; sends the target's replies back over the session's paths. Serves
+ * any number of clients at once.
+ *
+ *     mpserver [OPTIONS] [HOST:]PORT TARGET_HOST TARGET_PORT
+ *     mpserver [OPTIONS] --config FILE
+ *     mpserver keygen
+ */
+
+import { type HostPort, parseHostPort } from "./lib/address.ts";
+import { runMain, UsageError, VERSION } from "./lib/cli.ts";
+import {
+  applyServerFlags,
+  EMPTY_SERVER_CONFIG,
+  loadServerConfigFile,
+  parsePathWords,
+  SERVER_FLAG_OPTIONS,
+  SERVER_KEYWORD_HELP,
+  type ServerConfig,
+} from "./lib/config.ts";
+import { programLogger, setUpLogging } from "./lib/logging.ts";
+import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
+import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
+import { describeListeners, ServerDriver } from "./lib/server_driver.ts";
+
+const HELP = `mpserver ${VERSION} — the server end of mptunnel, a multipath UDP tunnel
+
+Usage:
+  mpserver [OPTIONS] [HOST:]PORT TARGET_HOST TARGET_PORT
+  mpserver [OPTIONS] --config FILE
+  mpserver keygen          print a fresh random shared secret
+
+Listens on [HOST:]PORT (HOST defaults to 0.0.0.0, all IPv4 interfaces) for mpclient's datagrams,
+arriving over any number of paths; keeps the first copy of each and sends it to TARGET_HOST
+TARGET_PORT from a socket of its own per client flow. Replies travel back over every path the
+client was heard on recently.
+
+Options:
+  -c, --config FILE   the configuration file
+  -h, --help          print this help
+  -V, --version       print the version
+Every configuration keyword is also a flag, and the flag wins over the file:
+${keywordFlagHelp(SERVER_KEYWORD_HELP)}
+
+The shared secret comes from --secret-file or the ${SECRET_ENV_VAR} environment variable, never from
+the command line. Without one, traffic is neither authenticated nor encrypted.
+
+Example:
+  mpserver 2000 127.0.0.1 1194     # to a local OpenVPN
+`;
+
+/** A server configuration reduced to what this version runs. */
+export interface ServerSettings {
+  readonly config: ServerConfig;
+  readonly listen: readonly HostPort[];
+  readonly target: HostPort;
+}
+
+/** Reads the arguments and the file into settings; every mistake is a UsageError. */
+export async function readServerSettings(
+  args: readonly string[],
+): Promise<ServerSettings | "done"> {
+  const { values, positionals } = parseArguments({
+    args: [...args],
+    allowPositionals: true,
+    options: {
+      ...SERVER_FLAG_OPTIONS,
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return "done";
+  }
+  if (values.version) {
+    console.log(`mpserver ${VERSION}`);
+    return "done";
+  }
+  if (positionals[0] === "keygen") {
+    if (positionals.length > 1) {
+      throw new UsageError(`keygen takes no argument, got "${positionals[1]}"`);
+    }
+    console.log(generateSecret());
+    return "done";
+  }
+  const configFile = values.config as string | undefined;
+  const fromFile = configFile === undefined
+    ? EMPTY_SERVER_CONFIG
+    : await loadServerConfigFile(configFile);
+  const config = applyServerFlags(
+    fromFile,
+    values as Record<string, string | string[] | undefined>,
+  );
+  let listen = config.listen;
+  let target = config.defaultTarget !== undefined
+    ? config.targets.get(config.defaultTarget)
+    : undefined;
+  if (positionals.length > 0) {
+    if (positionals.length !== 3) {
+      throw new UsageError(
+        `expected [HOST:]PORT TARGET_HOST TARGET_PORT, got ${positionals.length} argument${
+          positionals.length === 1 ? "" : "s"
+        }`,
+      );
+    }
+    const listenAddress = parseHostPort(positionals[0], "0.0.0.0", true);
+    if (!listenAddress.ok) throw new UsageError(`listen address: ${listenAddress.error}`);
+    const targetPath = parsePathWords(positionals.slice(1), 0);
+    if (!targetPath.ok) throw new UsageError(`target: ${targetPath.error}`);
+    listen = [listenAddress.value];
+    target = { hostname: targetPath.value.host, port: targetPath.value.port };
+  }
+  if (target === undefined && config.targets.size === 1) target = [...config.targets.values()][0];
+  if (listen.length === 0) {
+    throw new UsageError(
+      "no listen address: give [HOST:]PORT TARGET_HOST TARGET_PORT, --listen, or a listen line",
+    );
+  }
+  if (target === undefined) {
+    throw new UsageError(
+      config.targets.size > 1
+        ? "several targets but no default-target: name the one classic clients reach"
+        : "no target: give [HOST:]PORT TARGET_HOST TARGET_PORT, or a target line",
+    );
+  }
+  if (config.allow.length > 0) {
+    throw new UsageError(`allow rules are not available in mpserver ${VERSION} yet`);
+  }
+  if (config.control !== undefined) {
+    throw new UsageError(`control is not available in mpserver ${VERSION} yet`);
+  }
+  return { config, listen, target };
+}
+
+/** Runs mpserver with these arguments until SIGINT or SIGTERM. */
+export async function main(args: readonly string[]): Promise<void> {
+  const settings = await readServerSettings(args);
+  if (settings === "done") return;
+  const { config, listen, target } = settings;
+  const secret = await loadSecret(config.secretFile);
+  await setUpLogging(config.logLevel ?? "info", config.logFormat ?? "text");
+  const logger = programLogger("server");
+  const driver = await ServerDriver.start({ listen, target, secret: secret?.keys, logger }).catch(
+    (error) => {
+      throw error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied
+        ? new UsageError(`cannot listen: ${(error as Error).message}`)
+        : error;
+    },
+  );
+  logger.info(`mpserver ${VERSION} started`, {
+    listen: describeListeners(driver.listeners),
+    target: `${driver.target.hostname}:${driver.target.port}`,
+    secret: secret?.source ?? "none",
+  });
+  if (!secret) {
+    logger.warning(
+      `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach this server can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
+    );
+  }
+  await runUntilSignal(driver, logger);
+}
+
+if (import.meta.main) await runMain("mpserver", () => main(Deno.args));

@@ -44,7 +44,7 @@ export function isIPv6Literal(text: string): boolean {
   if (zone !== undefined && !/^[A-Za-z0-9_.-]+$/.test(zone)) return false;
   if (!/^[0-9A-Fa-f:.]+$/.test(address) || !address.includes(":")) return false;
   let head = address;
-  let groupsNeeded = 8;
+  const groupsNeeded = 8;
   const lastColon = address.lastIndexOf(":");
   const tail = address.slice(lastColon + 1);
   if (tail.includes(".")) {

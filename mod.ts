@@ -1,0 +1,61 @@
+/**
+ * mptunnel as a library: the protocol cores (no I/O), the drivers that run them on Deno's UDP
+ * sockets, the bridge, the configuration parser and the measuring traffic tools.
+ *
+ * @example
+ * ```ts ignore
+ * import { ClientDriver, ServerDriver, silentLogger } from "./mod.ts";
+ * const server = await ServerDriver.start({
+ *   listen: [{ hostname: "127.0.0.1", port: 2000 }],
+ *   target: { hostname: "127.0.0.1", port: 1194 },
+ *   logger: silentLogger,
+ * });
+ * const client = await ClientDriver.start({
+ *   listen: { hostname: "127.0.0.1", port: 4000 },
+ *   paths: [{ host: "127.0.0.1", port: 2000 }],
+ *   logger: silentLogger,
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export {
+  ClientCore,
+  type ClientOutbox,
+  type ClientTiming,
+  DEFAULT_CLIENT_TIMING,
+} from "./lib/client_core.ts";
+export {
+  DEFAULT_SERVER_LIMITS,
+  ServerCore,
+  type ServerLimits,
+  type ServerOutbox,
+} from "./lib/server_core.ts";
+export {
+  ClientDriver,
+  type ClientDriverOptions,
+  type ClientPathTarget,
+} from "./lib/client_driver.ts";
+export { ServerDriver, type ServerDriverOptions } from "./lib/server_driver.ts";
+export { type Bridge, type BridgeOptions, startBridge } from "./lib/bridge_relay.ts";
+export { type ImpairmentOptions } from "./lib/impairment.ts";
+export { deriveSecretKeys, type SecretKeys } from "./lib/handshake.ts";
+export { generateSecret, loadSecret } from "./lib/secret.ts";
+export {
+  type ClientConfig,
+  ConfigError,
+  parseClientConfig,
+  parseServerConfig,
+  type ServerConfig,
+} from "./lib/config.ts";
+export { type Logger, recordingLogger, silentLogger } from "./lib/log.ts";
+export { type DropReason } from "./lib/stats.ts";
+export { MAX_APP_PAYLOAD_BYTES, PROTOCOL_VERSION, TUNNEL_OVERHEAD_BYTES } from "./lib/wire.ts";
+export {
+  formatStreamReport,
+  runTrafficSink,
+  runTrafficStream,
+  runUdpEcho,
+  type StreamReport,
+} from "./lib/traffic.ts";

@@ -70,7 +70,11 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
 
 /** How the server core hands work to its driver. */
 export interface ServerOutbox {
-  /** A buffer for one reply datagram, unchanged by the driver until its sends settle. */
+  /**
+   * A buffer of at least 65 536 bytes that belongs to the calling receive loop: the core seals a
+   * reply or decrypts a client's datagram into it. The driver keeps it unchanged until every send
+   * made during the call has settled.
+   */
   readonly scratch: Uint8Array;
   /** Sends a datagram to a client address. */
   sendTo(address: UdpAddress, datagram: Uint8Array): void;
@@ -160,7 +164,6 @@ export class ServerCore {
   readonly #handshakeBucket: TokenBucket;
   readonly #resetBucket: TokenBucket;
   readonly #logThrottle = new LogThrottle(10_000);
-  readonly #openBuffer = new Uint8Array(65536);
   #lastSweepMs = -Infinity;
 
   constructor(options: ServerCoreOptions) {
@@ -369,7 +372,7 @@ export class ServerCore {
       }
       return;
     }
-    const opened = openMessage(keyPhase, message, this.#openBuffer);
+    const opened = openMessage(keyPhase, message, outbox.scratch);
     if (!opened.ok) {
       if (opened.reason === "duplicate") {
         session.duplicates++;

@@ -135,6 +135,9 @@ export async function main(args: readonly string[]): Promise<void> {
     })),
     secret: secret?.keys,
     logger,
+    timing: config.rekeyIntervalMs === undefined
+      ? undefined
+      : { rekeyIntervalMs: config.rekeyIntervalMs },
   });
   const listen = driver.listenAddress;
   logger.info(`mpclient ${VERSION} started`, {

@@ -30,7 +30,7 @@ import {
 } from "./address.ts";
 import { UsageError } from "./cli.ts";
 import type { LogLevel } from "./log.ts";
-import { parsePercent, parseRate } from "./units.ts";
+import { parseDuration, parsePercent, parseRate } from "./units.ts";
 
 /** Where the client's own listeners bind when only a port is given: this machine only. */
 const CLIENT_DEFAULT_LISTEN_HOST = "127.0.0.1";
@@ -104,6 +104,8 @@ export interface ClientConfig {
   readonly targetLossPercent?: number;
   readonly fec?: FecSetting;
   readonly secretFile?: string;
+  /** With a secret, how often fresh session keys are agreed (default 2 minutes). */
+  readonly rekeyIntervalMs?: number;
   readonly control?: HostPort;
   readonly logLevel?: LogLevel;
   readonly logFormat?: LogFormat;
@@ -212,6 +214,18 @@ function parseTargetLoss(word: string): Parsed<number> {
     return refuse(`target-loss must be above 0 and below 100 (percent), got "${word}"`);
   }
   return percent;
+}
+
+const MIN_REKEY_INTERVAL_MS = 1000;
+const MAX_REKEY_INTERVAL_MS = 3_600_000;
+
+function parseRekeyInterval(word: string): Parsed<number> {
+  const duration = parseDuration(word);
+  if (!duration.ok) return duration;
+  if (duration.value < MIN_REKEY_INTERVAL_MS || duration.value > MAX_REKEY_INTERVAL_MS) {
+    return refuse(`rekey-interval must be from 1s to 1h, got "${word}"`);
+  }
+  return duration;
 }
 
 function parseFec(word: string): Parsed<FecSetting> {
@@ -696,6 +710,13 @@ const CLIENT_RULES: readonly KeywordRule<ClientConfig>[] = [
     "K:M|auto",
     "forward error correction: K data and M parity shards, or chosen from the loss",
     ([word]) => parseFec(word),
+  ),
+  setting<ClientConfig, "rekeyIntervalMs">(
+    "rekey-interval",
+    "rekeyIntervalMs",
+    "DURATION",
+    "with a secret, how often fresh session keys are agreed (default 2m; 1s to 1h)",
+    ([word]) => parseRekeyInterval(word),
   ),
   ...sharedRules<ClientConfig>(),
 ];

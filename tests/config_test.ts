@@ -1073,3 +1073,14 @@ fileTest("load: a byte order mark in a file is tolerated", async () => {
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("rekey-interval takes a duration from 1s to 1h, in the file and as a flag", () => {
+  assert.equal(parseClientConfig("rekey-interval 30s\n", "c.conf").rekeyIntervalMs, 30_000);
+  assert.throws(
+    () => parseClientConfig("rekey-interval 500ms\n", "c.conf"),
+    /c\.conf:1: .*1s to 1h/,
+  );
+  assert.throws(() => parseClientConfig("rekey-interval 30\n", "c.conf"), /c\.conf:1: .*unit/);
+  const merged = applyClientFlags(EMPTY_CLIENT_CONFIG, { "rekey-interval": "2s" });
+  assert.equal(merged.rekeyIntervalMs, 2000);
+});

@@ -1,0 +1,168 @@
+/**
+ * The tunnel under attack, with real processes: a session with a shared secret carries a stream
+ * while an attacker replays recorded datagrams, bit-flips them, forges datagrams for the live session
+ * and floods handshakes, at mpserver and at a bridge. The target must receive every legitimate
+ * datagram once and nothing else, the stream must not stall, and the server's memory must stay flat.
+ */
+import assert from "node:assert/strict";
+import { generateSecret } from "../../lib/secret.ts";
+import { runTrafficSink, runTrafficStream } from "../../lib/traffic.ts";
+import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
+import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
+
+const LOCALHOST = "127.0.0.1";
+
+/** A relay standing in for one path that records what the client sends through it. */
+function recordingRelay(serverPort: number) {
+  const clientSide = bindUdp({ hostname: LOCALHOST, port: 0 });
+  const serverSide = bindUdp({ hostname: LOCALHOST, port: 0 });
+  const server: UdpAddress = { transport: "udp", hostname: LOCALHOST, port: serverPort };
+  const recorded: Uint8Array[] = [];
+  let client: UdpAddress | undefined;
+  const upstream = (async () => {
+    const buffer = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const [datagram, from] = await clientSide.receive(buffer);
+        client = from;
+        if (recorded.length < 3000) recorded.push(datagram.slice());
+        await serverSide.send(datagram, server);
+      }
+    } catch { /* closed */ }
+  })();
+  const downstream = (async () => {
+    const buffer = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const [datagram] = await serverSide.receive(buffer);
+        if (client) await clientSide.send(datagram, client);
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: clientSide.localAddress.port,
+    recorded,
+    async stop() {
+      clientSide.close();
+      serverSide.close();
+      await Promise.all([upstream, downstream]);
+    },
+  };
+}
+
+function residentKilobytes(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+}
+
+async function stopProcess(process: ProcessHandle): Promise<string> {
+  process.kill("SIGTERM");
+  await process.exited;
+  return process.output();
+}
+
+Deno.test("forged, replayed and flooded datagrams reach nothing; the session goes on through rekeys", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "mptunnel-security-" });
+  const secretFile = `${directory}/secret`;
+  await Deno.writeTextFile(secretFile, generateSecret() + "\n");
+  const sink = runTrafficSink({ listen: { hostname: LOCALHOST, port: 0 } });
+  const [serverPort, bridgePort, clientPort] = freeUdpPorts(3);
+  const processes: ProcessHandle[] = [];
+  let relay: ReturnType<typeof recordingRelay> | undefined;
+  try {
+    const server = denoScript("server.ts", [
+      `${LOCALHOST}:${serverPort}`,
+      LOCALHOST,
+      String(sink.address.port),
+      "--secret-file",
+      secretFile,
+    ]);
+    processes.push(server);
+    await server.waitForLine(/mpserver .* started/);
+    const bridge = denoScript("bridge.ts", [String(bridgePort), LOCALHOST, String(serverPort)]);
+    processes.push(bridge);
+    relay = recordingRelay(serverPort);
+    const config = `${directory}/mpclient.conf`;
+    await Deno.writeTextFile(config, `${LOCALHOST} ${bridgePort}\n${LOCALHOST} ${relay.port}\n`);
+    const client = denoScript("client.ts", [
+      String(clientPort),
+      config,
+      "--secret-file",
+      secretFile,
+      "--rekey-interval",
+      "2s",
+      "--log-level",
+      "debug",
+    ]);
+    processes.push(client);
+    await client.waitForLine(/session established/, 15_000);
+
+    const stream = runTrafficStream({
+      target: { hostname: LOCALHOST, port: clientPort },
+      sizeBytes: 500,
+      ratePps: 400,
+      durationMs: 12_000,
+      drainMs: 0,
+    });
+    // Let the relay record a few seconds of the live session (data, probes, handshakes), then attack.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const memoryBeforeKilobytes = residentKilobytes(server.pid);
+    const recordingFile = `${directory}/recording.txt`;
+    await Deno.writeTextFile(
+      recordingFile,
+      relay.recorded.map((datagram) => btoa(String.fromCharCode(...datagram))).join("\n"),
+    );
+    const attacker = denoScript("tests/e2e/fixtures/attacker.ts", [
+      recordingFile,
+      String(serverPort),
+      String(bridgePort),
+      "25000",
+      "7",
+    ]);
+    processes.push(attacker);
+    assert.equal(await attacker.exited, 0, attacker.output());
+    const memoryAfterKilobytes = residentKilobytes(server.pid);
+    const sent = await stream;
+    await sink.waitForReceived(sent.sent, 2000);
+    const report = sink.report();
+
+    const serverOutput = await stopProcess(server);
+    const clientOutput = await stopProcess(client);
+    const rekeys = (clientOutput.match(/new session keys/g) ?? []).length;
+    const stats = /stopped on SIGTERM stats="([^"]*)"/.exec(serverOutput)?.[1] ?? "";
+    console.log(`server: ${stats}`);
+    console.log(
+      `target: ${report.streams[0]?.received} of ${sent.sent} legitimate datagrams, ` +
+        `${report.streams[0]?.duplicates} duplicates, ${report.foreign} foreign, ` +
+        `longest silence ${report.streams[0]?.longestSilenceMs.toFixed(0)} ms, ${rekeys} rekeys; ` +
+        `server memory ${memoryBeforeKilobytes} → ${memoryAfterKilobytes} KiB`,
+    );
+    assert.equal(report.streams.length, 1, "only the legitimate stream reached the target");
+    assert.equal(report.foreign, 0, "nothing but the stream reached the target");
+    const received = report.streams[0];
+    assert.equal(received.duplicates, 0);
+    assert.equal(received.corrupted, 0);
+    assert.equal(received.received, sent.sent, "every legitimate datagram arrived (clean paths)");
+    assert.ok(
+      received.longestSilenceMs < 1000,
+      `the stream stalled ${received.longestSilenceMs} ms`,
+    );
+    assert.ok(
+      memoryAfterKilobytes - memoryBeforeKilobytes < 30_000,
+      `server memory grew by ${memoryAfterKilobytes - memoryBeforeKilobytes} KiB`,
+    );
+    const dropped = Number(/bad-tag=(\d+)/.exec(stats)?.[1] ?? 0) +
+      Number(/bad-mac=(\d+)/.exec(stats)?.[1] ?? 0) +
+      Number(/malformed=(\d+)/.exec(stats)?.[1] ?? 0);
+    assert.ok(dropped > 5000, `the server counted ${dropped} forged datagrams: ${stats}`);
+    assert.ok(
+      rekeys >= 4,
+      `keys were renewed ${rekeys} times under traffic; expected one every 2 s`,
+    );
+  } finally {
+    for (const process of processes.reverse()) await process[Symbol.asyncDispose]();
+    await relay?.stop();
+    await sink.stop();
+    await Deno.remove(directory, { recursive: true });
+  }
+});

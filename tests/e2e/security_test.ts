@@ -133,7 +133,9 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
     console.log(`server: ${stats}`);
     console.log(
       `target: ${report.streams[0]?.received} of ${sent.sent} legitimate datagrams, ` +
-        `${report.streams[0]?.duplicates} duplicates, ${report.foreign} foreign, ` +
+        `(mpclient took in ${/from-app=(\d+)/.exec(clientOutput)?.[1]}), ${
+          report.streams[0]?.duplicates
+        } duplicates, ${report.foreign} foreign, ` +
         `longest silence ${report.streams[0]?.longestSilenceMs.toFixed(0)} ms, ${rekeys} rekeys; ` +
         `server memory ${memoryBeforeKilobytes} → ${memoryAfterKilobytes} KiB`,
     );
@@ -142,7 +144,11 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
     const received = report.streams[0];
     assert.equal(received.duplicates, 0);
     assert.equal(received.corrupted, 0);
-    assert.equal(received.received, sent.sent, "every legitimate datagram arrived (clean paths)");
+    // Over clean paths every datagram mpclient took in must reach the target. (Those the machine's
+    // load kept from mpclient's socket in the first place are not the tunnel's to deliver.)
+    const fromApp = Number(/from-app=(\d+)/.exec(clientOutput)?.[1]);
+    assert.ok(fromApp >= sent.sent * 0.9, `mpclient took in only ${fromApp} of ${sent.sent}`);
+    assert.equal(received.received, fromApp, "every legitimate datagram arrived (clean paths)");
     assert.ok(
       received.longestSilenceMs < 1000,
       `the stream stalled ${received.longestSilenceMs} ms`,
@@ -151,10 +157,11 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
       memoryAfterKilobytes - memoryBeforeKilobytes < 30_000,
       `server memory grew by ${memoryAfterKilobytes - memoryBeforeKilobytes} KiB`,
     );
-    const dropped = Number(/bad-tag=(\d+)/.exec(stats)?.[1] ?? 0) +
-      Number(/bad-mac=(\d+)/.exec(stats)?.[1] ?? 0) +
-      Number(/malformed=(\d+)/.exec(stats)?.[1] ?? 0);
-    assert.ok(dropped > 5000, `the server counted ${dropped} forged datagrams: ${stats}`);
+    // Every hostile datagram is either dropped under a reason or, for a replay of a recent one,
+    // counted as a duplicate: nearly all of the 25 000 must show up as drops.
+    const dropped = [...(stats.split("drops:")[1] ?? "").matchAll(/=(\d+)/g)]
+      .reduce((sum, match) => sum + Number(match[1]), 0);
+    assert.ok(dropped > 20_000, `the server counted ${dropped} drops: ${stats}`);
     assert.ok(
       rekeys >= 4,
       `keys were renewed ${rekeys} times under traffic; expected one every 2 s`,

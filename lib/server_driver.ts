@@ -52,7 +52,10 @@ interface TargetCounters {
   fromTarget: number;
   /** Datagrams on a flow socket from anywhere but the target. */
   foreign: number;
+  /** Sends to the target that failed. */
   sendErrors: number;
+  /** Sends to client addresses that failed (a path that went away, no route, …). */
+  clientSendErrors: number;
   flowLimit: number;
 }
 
@@ -65,6 +68,7 @@ export class ServerDriver {
     fromTarget: 0,
     foreign: 0,
     sendErrors: 0,
+    clientSendErrors: 0,
     flowLimit: 0,
   };
   readonly #target: UdpAddress;
@@ -140,7 +144,7 @@ export class ServerDriver {
   statsLine(): string {
     const counters = this.core.counters;
     const target = this.targetCounters;
-    return `sessions=${this.core.sessions.size} opened=${counters.sessionsOpened} received=${counters.received.datagrams} sent=${counters.sent.datagrams} to-target=${target.toTarget} from-target=${target.fromTarget} duplicates=${counters.duplicates} target-send-errors=${target.sendErrors} drops: ${
+    return `sessions=${this.core.sessions.size} opened=${counters.sessionsOpened} received=${counters.received.datagrams} sent=${counters.sent.datagrams} to-target=${target.toTarget} from-target=${target.fromTarget} duplicates=${counters.duplicates} target-send-errors=${target.sendErrors} client-send-errors=${target.clientSendErrors} drops: ${
       formatDrops(counters.drops)
     }${target.foreign > 0 ? ` foreign-on-target-socket=${target.foreign}` : ""}`;
   }
@@ -158,7 +162,10 @@ export class ServerDriver {
   }
 
   #outbox(pending: Promise<unknown>[]): ServerOutbox {
-    const sendFailed = (error: unknown) => this.#sendFailed(error);
+    const sendFailed = (error: unknown) => {
+      this.targetCounters.clientSendErrors++;
+      this.#sendFailed(error);
+    };
     const targetSendFailed = (error: unknown) => {
       this.targetCounters.sendErrors++;
       this.#sendFailed(error);
@@ -289,7 +296,7 @@ export class ServerDriver {
   }
 
   #sendFailed(error: unknown): void {
-    if (classifySendError(error) !== undefined) return; // counted by the caller where it matters
+    if (classifySendError(error) !== undefined) return; // counted by the caller
     if (this.#stopping) return;
     throw error;
   }

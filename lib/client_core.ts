@@ -62,6 +62,9 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
 /** Application datagrams kept while a handshake is pending. */
 export const PENDING_QUEUE_LIMIT = 256;
 
+/** A redundant copy counts as a sign of life on its path when this close to the newest number. */
+const RECENT_DUPLICATE_SPAN = 256;
+
 /** How the client core hands work to its driver. */
 export interface ClientOutbox {
   /**
@@ -127,6 +130,8 @@ export class ClientCore {
   #lastTimestampMs = 0;
   #nextKeyPhase = 0;
   #lastHeardFromServerMs = -Infinity;
+  /** The server said it lost our session: queue instead of sealing under keys it no longer has. */
+  #serverLostKeys = false;
   #queue: { flowId: number; payload: Uint8Array }[] = [];
 
   constructor(options: ClientCoreOptions) {
@@ -160,7 +165,7 @@ export class ClientCore {
     }
     this.counters.fromApp.datagrams++;
     this.counters.fromApp.bytes += payload.length;
-    if (!this.#current) {
+    if (!this.#current || this.#serverLostKeys) {
       if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
         this.#queue.shift();
         this.counters.drops["queue-full"]++;
@@ -202,12 +207,16 @@ export class ClientCore {
         this.#receiveResponse(path, message, datagram, nowMs, outbox);
         return;
       case "reset":
-        if (message.sessionId !== this.sessionId) {
+        // A RESET answers one of our datagrams the server could not place. Only one naming the
+        // keys we use now means the server lost the session: RESETs for earlier keys answer
+        // datagrams from before a handshake, or replays.
+        if (message.sessionId !== this.sessionId || message.keyPhase !== this.#current?.phase) {
           this.counters.drops["unknown-session"]++;
         } else if (!this.#pending) {
           this.#logger.info("server does not know our session (it restarted?); handshaking again", {
             path: path.label,
           });
+          this.#serverLostKeys = true;
           this.#startHandshake(nowMs, outbox);
         }
         return;
@@ -347,7 +356,11 @@ export class ClientCore {
     if (!opened.ok) {
       if (opened.reason === "duplicate") {
         this.counters.duplicates++;
-        this.#heard(path, datagramBytes, nowMs);
+        // A redundant copy shows the path works, but it is unauthenticated: only a copy of one of
+        // the latest datagrams counts, so replaying old ones cannot keep a dead path up.
+        if (keyPhase.receiveWindow.highest - message.sequence < RECENT_DUPLICATE_SPAN) {
+          this.#heard(path, datagramBytes, nowMs);
+        }
       } else {
         this.counters.drops[opened.reason]++;
       }
@@ -381,8 +394,7 @@ export class ClientCore {
     if (!pending) {
       // The same RESPONSE comes back once per path; the first one completed the handshake.
       if (this.#current?.phase === message.keyPhase && message.sessionId === this.sessionId) {
-        this.counters.duplicates++;
-        this.#heard(path, datagram.length, nowMs);
+        this.counters.duplicates++; // not a sign of life: anyone can replay a RESPONSE
       } else {
         this.counters.drops.unexpected++;
       }
@@ -416,6 +428,7 @@ export class ClientCore {
       nowMs,
     );
     this.#pending = undefined;
+    this.#serverLostKeys = false;
     this.#state = "established";
     this.counters.handshakesCompleted++;
     this.#lastHeardFromServerMs = nowMs;

@@ -78,7 +78,11 @@ export interface ServerOutbox {
   readonly scratch: Uint8Array;
   /** Sends a datagram to a client address. */
   sendTo(address: UdpAddress, datagram: Uint8Array): void;
-  /** Hands a payload from the client to the target of `sessionId`'s flow `flowId`. */
+  /**
+   * Hands a payload from the client to the target of `sessionId`'s flow `flowId`. The payload may
+   * live in `scratch`: it is valid only during the call, and the driver must not call back into the
+   * core with this outbox before it has sent the payload.
+   */
   deliverToTarget(sessionId: number, flowId: number, payload: Uint8Array): void;
 }
 
@@ -347,6 +351,13 @@ export class ServerCore {
       keys?.clientToServer,
       nowMs,
     );
+    if (session.current && session.next) {
+      // A client starts a handshake only after finishing the previous one, so it holds the keys
+      // of `next` already: they become current rather than being lost.
+      session.previous = session.current;
+      session.current = session.next;
+      session.switchedKeysMs = nowMs;
+    }
     if (session.current) session.next = keyPhase;
     else session.current = keyPhase;
     session.lastInitTimestampMs = message.timestampMs;

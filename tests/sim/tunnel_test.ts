@@ -704,7 +704,7 @@ regressionTest(
   },
 );
 
-knownBugTest("a server restart costs the client exactly one handshake", 401, (seed) => {
+regressionTest("a server restart costs the client exactly one handshake", 401, (seed) => {
   const scenario = new TunnelScenario({ seed, echo: true, paths: paths(3, { lossPercent: 20 }) });
   const stream = scenario.startStream({ startMs: STREAM_START_MS, count: 8000 });
   scenario.network.schedule(4000, () => scenario.restartServer());

@@ -39,6 +39,8 @@ export interface ClientTiming {
   readonly handshakeRetryMs: number;
   /** A PROBE goes out on each path this often (it doubles as the keepalive for bridges and NATs). */
   readonly probeIntervalMs: number;
+  /** A path silent for longer than a probe interval is probed this often, to tell loss from death. */
+  readonly quietProbeIntervalMs: number;
   /** A path not heard from for this long is marked down. */
   readonly pathDownAfterMs: number;
   /** Nothing authentic from the server on any path for this long starts a new handshake. */
@@ -53,6 +55,7 @@ export interface ClientTiming {
 export const DEFAULT_CLIENT_TIMING: ClientTiming = {
   handshakeRetryMs: 250,
   probeIntervalMs: 500,
+  quietProbeIntervalMs: 150,
   pathDownAfterMs: 2000,
   serverSilenceMs: 1500,
   rekeyIntervalMs: 120_000,
@@ -274,9 +277,7 @@ export class ClientCore {
       if (path.state === "up" && nowMs - path.lastHeardMs >= timing.pathDownAfterMs) {
         this.#setPathState(path, "down", nowMs);
       }
-      if (this.#current && nowMs - path.lastProbeSentMs >= timing.probeIntervalMs) {
-        this.#sendProbe(path, nowMs, outbox);
-      }
+      if (this.#current && nowMs >= this.#nextProbeMs(path)) this.#sendProbe(path, nowMs, outbox);
     }
   }
 
@@ -296,9 +297,7 @@ export class ClientCore {
       if (this.#previous) {
         deadline = Math.min(deadline, this.#current.createdMs + timing.previousKeysGraceMs);
       }
-      for (const path of this.paths) {
-        deadline = Math.min(deadline, path.lastProbeSentMs + timing.probeIntervalMs);
-      }
+      for (const path of this.paths) deadline = Math.min(deadline, this.#nextProbeMs(path));
     }
     for (const path of this.paths) {
       if (path.state === "up") {
@@ -472,6 +471,13 @@ export class ClientCore {
       path.sent.bytes += this.#pending!.init.length;
       outbox.sendOnPath(path.index, this.#pending!.init);
     }
+  }
+
+  /** When the next PROBE is due on `path`: sooner once it has been quiet for a probe interval. */
+  #nextProbeMs(path: ClientPath): number {
+    const timing = this.#timing;
+    const quiet = path.lastProbeSentMs - path.lastHeardMs > timing.probeIntervalMs;
+    return path.lastProbeSentMs + (quiet ? timing.quietProbeIntervalMs : timing.probeIntervalMs);
   }
 
   #sendProbe(path: ClientPath, nowMs: number, outbox: ClientOutbox): void {

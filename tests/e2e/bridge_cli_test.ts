@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { lookup } from "node:dns/promises";
+import { fileURLToPath } from "node:url";
+import { VERSION } from "../../lib/cli.ts";
+import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BRIDGE = fileURLToPath(new URL("../../bridge.ts", import.meta.url));
+const TEST_LIMIT_MS = 15_000;
+const decoder = new TextDecoder();
+
+function bridgeCommand(args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", BRIDGE, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+Deno.test("--help prints the usage and exits 0", async () => {
+  const { code, stdout } = await bridgeCommand(["--help"]).output();
+  assert.equal(code, 0);
+  const usage = decoder.decode(stdout);
+  assert.match(usage, /^Usage: mpbridge \[HOST:\]LISTEN_PORT SERVER_HOST SERVER_PORT/);
+  for (const flag of ["--loss", "--delay", "--jitter", "--rate", "--blackout", "--seed"]) {
+    assert.ok(usage.includes(flag), `usage mentions ${flag}`);
+  }
+});
+
+Deno.test("--version prints the version", async () => {
+  const { code, stdout } = await bridgeCommand(["--version"]).output();
+  assert.equal(code, 0);
+  assert.equal(decoder.decode(stdout).trim(), `mpbridge ${VERSION}`);
+});
+
+Deno.test("bad arguments exit 2 with one clear message", async () => {
+  const cases: [string[], RegExp][] = [
+    [["4001", "localhost"], /expected \[HOST:\]LISTEN_PORT SERVER_HOST SERVER_PORT, got 2/],
+    [["4001", "localhost", "70000"], /SERVER_PORT: port 70000 is out of range/],
+    [["4001", "localhost", "4000", "--delay", "50"], /--delay: "50" needs a unit/],
+    [["4001", "localhost", "4000", "--loss", "150"], /--loss: .*0 to 100/],
+    [["4001", "localhost", "4000", "--rate", "fast"], /--rate: /],
+    [["4001", "localhost", "4000", "--blackout", "5s"], /--blackout: expected a blackout like/],
+    [["4001", "localhost", "4000", "--frobnicate"], /unknown option "--frobnicate"/],
+    [["::1:4001", "localhost", "4000"], /IPv6 addresses need brackets/],
+  ];
+  for (const [args, pattern] of cases) {
+    const { code, stderr } = await bridgeCommand(args).output();
+    const message = decoder.decode(stderr);
+    assert.equal(code, 2, `${args.join(" ")}: ${message}`);
+    assert.match(message, /^mpbridge: /);
+    assert.match(message, pattern);
+    assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
+  }
+});
+
+Deno.test("relays datagrams through the process and reports its counters on SIGTERM", async () => {
+  const { address } = await lookup("localhost");
+  const server = bindUdp({ hostname: address, port: 0 });
+  const client = bindUdp({ hostname: address, port: 0 });
+  const listenHost = address.includes(":") ? `[${address}]` : address;
+  const child = bridgeCommand([
+    `${listenHost}:0`,
+    "localhost",
+    String(server.localAddress.port),
+    "--seed",
+    "5",
+    "--delay",
+    "5ms",
+  ]).spawn();
+  // A stuck bridge must not hang the suite: the kill also ends any receive the test is waiting on.
+  const killTimer = setTimeout(() => {
+    child.kill("SIGKILL");
+    client.close();
+    server.close();
+  }, TEST_LIMIT_MS);
+  const stderrLines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  let stdoutDrained: Promise<unknown> | undefined;
+  try {
+    stdoutDrained = child.stdout.cancel();
+    let listenPort: number | undefined;
+    while (listenPort === undefined) {
+      const { value, done } = await stderrLines.read();
+      assert.ok(!done, `the bridge ended before starting:\n${stderr}`);
+      stderr += value;
+      const port = /Relaying \S+:(\d+) to /.exec(stderr)?.[1];
+      if (port !== undefined) listenPort = Number(port);
+    }
+    assert.match(stderr, /with delay 5ms; seed 5\./);
+    const bridgeAddress: UdpAddress = { transport: "udp", hostname: address, port: listenPort };
+    const buffer = new Uint8Array(2048);
+
+    await client.send(new TextEncoder().encode("hello server"), bridgeAddress);
+    const [request, upstream] = await server.receive(buffer);
+    assert.equal(decoder.decode(request), "hello server");
+    assert.notEqual(upstream.port, listenPort);
+    await server.send(new TextEncoder().encode("hello client"), upstream);
+    const [reply, replier] = await client.receive(buffer);
+    assert.equal(decoder.decode(reply), "hello client");
+    assert.equal(replier.port, listenPort);
+
+    child.kill("SIGTERM");
+    const status = await child.status;
+    for (;;) {
+      const { value, done } = await stderrLines.read();
+      if (done) break;
+      stderr += value;
+    }
+    assert.equal(status.code, 0, stderr);
+    assert.match(stderr, /Stopped: upstream in=1 \(12 B\) out=1 .*downstream in=1 \(12 B\) out=1/);
+  } finally {
+    clearTimeout(killTimer);
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await stderrLines.cancel();
+    await stdoutDrained;
+    client.close();
+    server.close();
+  }
+});

@@ -64,7 +64,7 @@ Options:
   -h, --help              show this help
   --version               show the version
 
-Durations and rates carry units: 500ms, 2s, 1m; 512kbit, 20mbit (kbps/mbps are BYTES per second).
+Durations and rates carry units: 500ms, 2s, 1m; 512kbit, 20mbit (rates are in bits; kbps/mbps are refused as ambiguous).
 IPv6 literals go in brackets before a port: [::1]:4001.`;
 
 /** What the command line asks for. */

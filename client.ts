@@ -138,6 +138,11 @@ export async function main(args: readonly string[]): Promise<void> {
     timing: config.rekeyIntervalMs === undefined
       ? undefined
       : { rekeyIntervalMs: config.rekeyIntervalMs },
+  }).catch((error) => {
+    const unusable = error instanceof Deno.errors.AddrInUse ||
+      error instanceof Deno.errors.AddrNotAvailable ||
+      error instanceof Deno.errors.PermissionDenied;
+    throw unusable ? new UsageError(`cannot listen: ${(error as Error).message}`) : error;
   });
   const listen = driver.listenAddress;
   logger.info(`mpclient ${VERSION} started`, {

@@ -96,6 +96,9 @@ export interface ClientCoreOptions {
   readonly timing?: Partial<ClientTiming>;
 }
 
+/** Why a handshake runs: the first one, fresh keys, or the server lost or stopped answering us. */
+type HandshakeReason = "start" | "rekey" | "server-lost-session" | "server-silent";
+
 /** Where the client is in its life. */
 export type ClientState = "connecting" | "established";
 
@@ -128,6 +131,7 @@ export class ClientCore {
   #current: KeyPhase | undefined;
   #previous: KeyPhase | undefined;
   #pending: PendingHandshake | undefined;
+  #handshakeReason: HandshakeReason = "start";
   #pendingStartedMs = 0;
   #pendingLastSentMs = -Infinity;
   #lastTimestampMs = 0;
@@ -220,7 +224,7 @@ export class ClientCore {
             path: path.label,
           });
           this.#serverLostKeys = true;
-          this.#startHandshake(nowMs, outbox);
+          this.#startHandshake("server-lost-session", nowMs, outbox);
         }
         return;
       case "notice":
@@ -262,13 +266,14 @@ export class ClientCore {
         );
       }
     } else if (!this.#current) {
-      this.#startHandshake(nowMs, outbox);
+      this.#startHandshake("start", nowMs, outbox);
+    } else if (nowMs - this.#lastHeardFromServerMs >= timing.serverSilenceMs) {
+      this.#startHandshake("server-silent", nowMs, outbox);
     } else if (
-      nowMs - this.#lastHeardFromServerMs >= timing.serverSilenceMs ||
       (this.#secret && nowMs - this.#current.createdMs >= timing.rekeyIntervalMs) ||
       this.#current.exhausted
     ) {
-      this.#startHandshake(nowMs, outbox);
+      this.#startHandshake("rekey", nowMs, outbox);
     }
     if (this.#previous && nowMs - this.#current!.createdMs >= timing.previousKeysGraceMs) {
       this.#previous = undefined;
@@ -418,7 +423,6 @@ export class ClientCore {
       return;
     }
     const keys = result.keys;
-    const rekey = this.#current !== undefined;
     this.#previous = this.#current;
     this.#current = new KeyPhase(
       pending.keyPhase,
@@ -438,8 +442,20 @@ export class ClientCore {
       path: path.label,
       handshakeMs: Math.round(nowMs - this.#pendingStartedMs),
     };
-    if (rekey) this.#logger.debug("new session keys", details);
-    else this.#logger.info("session established", { ...details, encrypted: keys !== undefined });
+    switch (this.#handshakeReason) {
+      case "rekey":
+        this.#logger.debug("new session keys", details);
+        break;
+      case "start":
+        this.#logger.info("session established", { ...details, encrypted: keys !== undefined });
+        break;
+      case "server-lost-session":
+      case "server-silent":
+        this.#logger.info("session re-established", { ...details, after: this.#handshakeReason });
+        break;
+      default:
+        assertNever(this.#handshakeReason);
+    }
     const queued = this.#queue;
     this.#queue = [];
     for (const { flowId, payload } of queued) {
@@ -450,7 +466,8 @@ export class ClientCore {
     }
   }
 
-  #startHandshake(nowMs: number, outbox: ClientOutbox): void {
+  #startHandshake(reason: HandshakeReason, nowMs: number, outbox: ClientOutbox): void {
+    this.#handshakeReason = reason;
     // Timestamps only need to grow within one session id, so the monotonic clock serves.
     this.#lastTimestampMs = Math.max(this.#lastTimestampMs + 1, Math.floor(nowMs));
     this.#pending = createInit(

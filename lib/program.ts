@@ -16,7 +16,11 @@ export function parseArguments<T extends ParseArgsConfig>(
   try {
     return parseArgs(config);
   } catch (error) {
-    if (error instanceof TypeError) throw new UsageError(error.message);
+    if (error instanceof TypeError) {
+      // node:util's messages are long and quote oddly; the option's name is what matters.
+      const unknown = /Unknown option '([^']+)'/.exec(error.message);
+      throw new UsageError(unknown ? `unknown option "${unknown[1]}"` : error.message);
+    }
     throw error;
   }
 }

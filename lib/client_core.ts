@@ -65,6 +65,9 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
 /** Application datagrams kept while a handshake is pending. */
 export const PENDING_QUEUE_LIMIT = 256;
 
+/** A RESET starts a handshake at most this often. */
+const RESET_HANDSHAKE_SPACING_MS = 1000;
+
 /** A redundant copy counts as a sign of life on its path when this close to the newest number. */
 const RECENT_DUPLICATE_SPAN = 256;
 
@@ -139,6 +142,7 @@ export class ClientCore {
   #lastHeardFromServerMs = -Infinity;
   /** The server said it lost our session: queue instead of sealing under keys it no longer has. */
   #serverLostKeys = false;
+  #lastResetHandshakeMs = -Infinity;
   #queue: { flowId: number; payload: Uint8Array }[] = [];
 
   constructor(options: ClientCoreOptions) {
@@ -219,7 +223,12 @@ export class ClientCore {
         // datagrams from before a handshake, or replays.
         if (message.sessionId !== this.sessionId || message.keyPhase !== this.#current?.phase) {
           this.counters.drops["unknown-session"]++;
-        } else if (!this.#pending) {
+        } else if (
+          !this.#pending && nowMs - this.#lastResetHandshakeMs >= RESET_HANDSHAKE_SPACING_MS
+        ) {
+          // RESETs are not authenticated: spacing the handshakes they start bounds what forged
+          // ones can cost, while a real restart is answered at once.
+          this.#lastResetHandshakeMs = nowMs;
           this.#logger.info("server does not know our session (it restarted?); handshaking again", {
             path: path.label,
           });
@@ -429,6 +438,7 @@ export class ClientCore {
       keys?.clientToServer,
       keys?.serverToClient,
       nowMs,
+      message.sessionContinued ? this.#previous : undefined,
     );
     this.#pending = undefined;
     this.#serverLostKeys = false;

@@ -126,18 +126,21 @@ export interface ServerHandshake {
 }
 
 /**
- * Answers a verified INIT. Returns undefined when the client's key is unusable (a low-order point):
- * a forged or broken INIT, dropped like any other.
+ * Answers a verified INIT; `sessionContinued` says the server already knew the session. Returns
+ * undefined when the client's key is unusable (a low-order point): a forged or broken INIT, dropped
+ * like any other.
  */
 export function respondToInit(
   secret: SecretKeys | undefined,
   init: HandshakeMessage,
   initBytes: Uint8Array,
+  sessionContinued = false,
 ): ServerHandshake | undefined {
   const keyPair = secret ? generateKeyPair() : undefined;
   const response = encodeHandshake({
     type: "response",
     authenticated: secret !== undefined,
+    sessionContinued,
     keyPhase: init.keyPhase,
     sessionId: init.sessionId,
     timestampMs: init.timestampMs,

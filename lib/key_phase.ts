@@ -20,7 +20,7 @@ export class KeyPhase {
   /** The sequence number the next sealed message gets. */
   nextSendSequence = 0;
   /** Which sequence numbers have been received under this phase. */
-  readonly receiveWindow = new ReplayWindow();
+  readonly receiveWindow: ReplayWindow;
 
   constructor(
     /** The key-phase byte carried in every header sealed under these keys. */
@@ -31,7 +31,19 @@ export class KeyPhase {
     readonly receiveAead: Aead | undefined,
     /** When the handshake completed. */
     readonly createdMs: number,
-  ) {}
+    /**
+     * Without keys, a phase cannot tell its datagrams from an earlier phase's with the same phase
+     * byte (it wraps after 256 handshakes), so a plaintext phase continues the previous one's
+     * sequence numbers and shares its window: a replay stays a replay across handshakes.
+     * With keys, a new phase starts afresh — old datagrams do not authenticate under new keys.
+     */
+    continues?: KeyPhase,
+  ) {
+    const carryOver = continues !== undefined && sendAead === undefined &&
+      receiveAead === undefined;
+    this.receiveWindow = carryOver ? continues.receiveWindow : new ReplayWindow();
+    if (carryOver) this.nextSendSequence = continues.nextSendSequence;
+  }
 
   /** True when datagrams under this phase are encrypted and authenticated. */
   get authenticated(): boolean {

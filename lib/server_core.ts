@@ -334,7 +334,7 @@ export class ServerCore {
       });
       return;
     }
-    const answer = respondToInit(this.#secret, message, datagram);
+    const answer = respondToInit(this.#secret, message, datagram, session !== undefined);
     if (!answer) {
       this.counters.drops.malformed++;
       return;
@@ -350,6 +350,7 @@ export class ServerCore {
       keys?.serverToClient,
       keys?.clientToServer,
       nowMs,
+      session.next ?? session.current,
     );
     if (session.current && session.next) {
       // A client starts a handshake only after finishing the previous one, so it holds the keys

@@ -32,7 +32,8 @@
  * | 48     | 16   | MAC over bytes 0–47              | MAC over bytes 0–47 and the INIT's MAC|
  *
  * Flags bit 0 on a handshake message means "authenticated with a shared secret"; without a secret
- * the key and MAC fields are zero. RESET (0x12, 8 bytes: version, type, 0, key phase, session id)
+ * the key and MAC fields are zero. Flags bit 1 on a RESPONSE means the server already knew the
+ * session. RESET (0x12, 8 bytes: version, type, 0, key phase, session id)
  * tells a client that the server does not know its session; NOTICE (0x13, 12 bytes: version, type,
  * code, key phase, session id, 4 reserved) explains a refused handshake.
  */
@@ -56,6 +57,11 @@ export type SealedType = "data" | "probe" | "probe-reply";
 
 /** Flag bit: a sealed body is encrypted and authenticated; a handshake is authenticated. */
 export const FLAG_AUTHENTICATED = 0x01;
+/**
+ * Flag bit on a RESPONSE: the server already knew the session, and (without a secret) the new key
+ * phase continues the previous phase's sequence numbers and window.
+ */
+export const FLAG_SESSION_CONTINUED = 0x02;
 
 /** Size of the sealed-message header. */
 export const SEALED_HEADER_BYTES = 20;
@@ -110,6 +116,8 @@ export interface SealedMessage {
 export interface HandshakeMessage {
   readonly type: "init" | "response";
   readonly authenticated: boolean;
+  /** RESPONSE only: the server already knew the session (see {@link FLAG_SESSION_CONTINUED}). */
+  readonly sessionContinued: boolean;
   readonly keyPhase: number;
   readonly sessionId: number;
   readonly timestampMs: number;
@@ -233,8 +241,11 @@ function decodeHandshake(
 ): Decoded {
   const flags = datagram[2];
   const sessionId = view.getUint32(4);
+  const allowedFlags = type === "response"
+    ? FLAG_AUTHENTICATED | FLAG_SESSION_CONTINUED
+    : FLAG_AUTHENTICATED;
   if (
-    datagram.length !== HANDSHAKE_BYTES || flags & ~FLAG_AUTHENTICATED || sessionId === 0 ||
+    datagram.length !== HANDSHAKE_BYTES || flags & ~allowedFlags || sessionId === 0 ||
     view.getUint32(8) >= 0x200000
   ) {
     return { ok: false, reason: "malformed" };
@@ -244,6 +255,7 @@ function decodeHandshake(
     message: {
       type,
       authenticated: (flags & FLAG_AUTHENTICATED) !== 0,
+      sessionContinued: (flags & FLAG_SESSION_CONTINUED) !== 0,
       keyPhase: datagram[3],
       sessionId,
       timestampMs: view.getUint32(8) * TWO_TO_32 + view.getUint32(12),
@@ -282,6 +294,8 @@ export function encodeSealedHeader(out: Uint8Array, fields: SealedHeaderFields):
 export interface HandshakeFields {
   readonly type: "init" | "response";
   readonly authenticated: boolean;
+  /** RESPONSE only: set {@link FLAG_SESSION_CONTINUED}. */
+  readonly sessionContinued?: boolean;
   readonly keyPhase: number;
   readonly sessionId: number;
   readonly timestampMs: number;
@@ -295,7 +309,8 @@ export function encodeHandshake(fields: HandshakeFields): Uint8Array {
   const view = new DataView(out.buffer);
   out[0] = PROTOCOL_VERSION;
   out[1] = fields.type === "init" ? MessageType.init : MessageType.response;
-  out[2] = fields.authenticated ? FLAG_AUTHENTICATED : 0;
+  out[2] = (fields.authenticated ? FLAG_AUTHENTICATED : 0) |
+    (fields.sessionContinued ? FLAG_SESSION_CONTINUED : 0);
   out[3] = fields.keyPhase;
   view.setUint32(4, fields.sessionId);
   view.setUint32(8, Math.floor(fields.timestampMs / TWO_TO_32));

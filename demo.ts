@@ -10,7 +10,7 @@
 
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
 import { startBridge } from "./lib/bridge_relay.ts";
-import { type Bridge } from "./lib/bridge_relay.ts";
+import type { Bridge } from "./lib/bridge_relay.ts";
 import { ClientDriver } from "./lib/client_driver.ts";
 import { deriveSecretKeys } from "./lib/handshake.ts";
 import { silentLogger } from "./lib/log.ts";

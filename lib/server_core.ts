@@ -152,7 +152,7 @@ const SWEEP_INTERVAL_MS = 1000;
 
 /** The server end of the tunnel, for any number of clients. */
 export class ServerCore {
-  readonly sessions = new Map<number, ServerSession>();
+  readonly sessions: Map<number, ServerSession> = new Map();
   readonly counters: ServerCounters = {
     received: createTrafficCounters(),
     sent: createTrafficCounters(),

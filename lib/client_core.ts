@@ -25,6 +25,7 @@ import type { SendErrorKind } from "./udp.ts";
 import {
   decodeMessage,
   decodeProbeBody,
+  decodeProbeReplyCount,
   encodeProbeBody,
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
@@ -339,6 +340,7 @@ export class ClientCore {
         ? path.backup && path.state !== "down"
         : true;
       if (!wanted) continue;
+      path.sealedSent++;
       path.sent.datagrams++;
       path.sent.bytes += datagram.length;
       outbox.sendOnPath(path.index, datagram);
@@ -392,8 +394,11 @@ export class ClientCore {
       this.counters.drops.malformed++;
       return;
     }
-    path.probeRepliesReceived++;
-    path.recordRtt(nowMs - probe.sentAtMs);
+    path.recordProbeReply(
+      probe.probeId,
+      nowMs - probe.sentAtMs,
+      decodeProbeReplyCount(opened.body),
+    );
   }
 
   #receiveResponse(
@@ -516,7 +521,9 @@ export class ClientCore {
       sentAtMs: nowMs,
     });
     const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
+    path.noteProbeSent(path.nextProbeId - 1, nowMs);
     const datagram = sealMessage(this.#current!, this.sessionId, "probe", 0, body, out);
+    path.sealedSent++;
     path.sent.datagrams++;
     path.sent.bytes += datagram.length;
     outbox.sendOnPath(path.index, datagram);

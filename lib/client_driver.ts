@@ -139,6 +139,22 @@ export class ClientDriver {
     return this.app.localAddress;
   }
 
+  /** When the client started (`performance.now()` time). */
+  readonly startedAtMs: number = performance.now();
+
+  /** Where each path sends from and to, in path order (for status output). */
+  pathAddresses(): { readonly local: UdpAddress; readonly remote: UdpAddress }[] {
+    return this.#paths.map((path) => ({
+      local: path.transport.localAddress,
+      remote: path.destination,
+    }));
+  }
+
+  /** Application flows being tracked. */
+  get flowCount(): number {
+    return this.#flowsById.size;
+  }
+
   /** Closes every socket and timer and waits for the loops to end. */
   async stop(): Promise<void> {
     if (this.#stopping) return;

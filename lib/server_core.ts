@@ -90,7 +90,7 @@ export interface ServerOutbox {
 export interface SessionAddress {
   readonly address: UdpAddress;
   lastHeardMs: number;
-  /** Authentic datagrams received from this address (reported back in probe replies). */
+  /** Datagrams of the session received from this address, redundant copies included (reported back in probe replies). */
   received: number;
 }
 
@@ -389,6 +389,13 @@ export class ServerCore {
       if (opened.reason === "duplicate") {
         session.duplicates++;
         this.counters.duplicates++;
+        // Count the copy on its path (only a known one), so the client can estimate loss per path.
+        for (const known of session.addresses) {
+          if (known.address.port === from.port && known.address.hostname === from.hostname) {
+            known.received++;
+            break;
+          }
+        }
       } else {
         this.counters.drops[opened.reason]++;
       }

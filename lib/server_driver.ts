@@ -149,6 +149,14 @@ export class ServerDriver {
     }${target.foreign > 0 ? ` foreign-on-target-socket=${target.foreign}` : ""}`;
   }
 
+  /** When the server started (`performance.now()` time). */
+  readonly startedAtMs: number = performance.now();
+
+  /** Open target sockets of one session. */
+  flowsOf(sessionId: number): number {
+    return this.#flows.get(sessionId)?.size ?? 0;
+  }
+
   /** Number of open target sockets. */
   get flowCount(): number {
     let count = 0;

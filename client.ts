@@ -7,8 +7,9 @@
 
 import { parseHostPort } from "./lib/address.ts";
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
-import { ClientDriver } from "./lib/client_driver.ts";
-import { formatSessionId } from "./lib/client_core.ts";
+import { ClientDriver, type ClientPathTarget } from "./lib/client_driver.ts";
+import { DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
+import type { Logger } from "./lib/log.ts";
 import {
   applyClientFlags,
   CLIENT_FLAG_OPTIONS,
@@ -126,13 +127,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const logger = programLogger("client");
   const driver = await ClientDriver.start({
     listen: config.listen!,
-    paths: config.paths.map((path) => ({
-      host: path.host,
-      port: path.port,
-      label: path.name,
-      fromAddress: path.fromAddress,
-      backup: path.backup,
-    })),
+    paths: pathTargets(config),
     secret: secret?.keys,
     logger,
     timing: config.rekeyIntervalMs === undefined
@@ -156,7 +151,51 @@ export async function main(args: readonly string[]): Promise<void> {
       `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach mpserver can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
     );
   }
-  await runUntilSignal(driver, logger);
+  let running = config;
+  await runUntilSignal(driver, logger, async () => {
+    running = await reloadClient(args, running, driver, logger);
+  });
+}
+
+/** The driver's view of the configured paths. */
+function pathTargets(config: ClientConfig): ClientPathTarget[] {
+  return config.paths.map((path) => ({
+    host: path.host,
+    port: path.port,
+    label: path.name,
+    fromAddress: path.fromAddress,
+    backup: path.backup,
+  }));
+}
+
+/**
+ * SIGHUP: reads the file and flags again and applies what can change under traffic — paths added
+ * and removed, the rekey interval, logging — keeping the session. What needs new sockets or keys
+ * (listen, secret) is reported and waits for a restart. Returns the configuration now in force.
+ */
+async function reloadClient(
+  args: readonly string[],
+  running: ClientConfig,
+  driver: ClientDriver,
+  logger: Logger,
+): Promise<ClientConfig> {
+  const next = await readClientConfig(args);
+  if (next === "done") return running;
+  const listenChanged = next.listen?.hostname !== running.listen?.hostname ||
+    next.listen?.port !== running.listen?.port;
+  if (listenChanged) logger.warning("listen changed; it takes effect after a restart");
+  if (next.secretFile !== running.secretFile) {
+    logger.warning("secret-file changed; it takes effect after a restart");
+  }
+  if (next.logLevel !== running.logLevel || next.logFormat !== running.logFormat) {
+    await setUpLogging(next.logLevel ?? "info", next.logFormat ?? "text");
+  }
+  const { added, removed } = await driver.reconfigure(pathTargets(next));
+  driver.core.setTiming({
+    rekeyIntervalMs: next.rekeyIntervalMs ?? DEFAULT_CLIENT_TIMING.rekeyIntervalMs,
+  });
+  logger.info("configuration reloaded", { pathsAdded: added, pathsRemoved: removed });
+  return { ...next, listen: running.listen, secretFile: running.secretFile };
 }
 
 if (import.meta.main) await runMain("mpclient", () => main(Deno.args));

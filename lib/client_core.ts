@@ -119,7 +119,10 @@ export interface ClientCounters {
 /** The client end of the tunnel, as a state machine. */
 export class ClientCore {
   readonly sessionId: number;
-  readonly paths: ClientPath[];
+  /** The paths in use, in the order they were added. */
+  paths: readonly ClientPath[];
+  /** Every path by its index (removed ones leave a hole: an index is never reused). */
+  readonly #pathsByIndex: (ClientPath | undefined)[];
   readonly counters: ClientCounters = {
     fromApp: createTrafficCounters(),
     toApp: createTrafficCounters(),
@@ -129,7 +132,7 @@ export class ClientCore {
   };
   readonly #secret: SecretKeys | undefined;
   readonly #logger: Logger;
-  readonly #timing: ClientTiming;
+  #timing: ClientTiming;
   readonly #logThrottle = new LogThrottle(10_000);
   #state: ClientState = "connecting";
   #current: KeyPhase | undefined;
@@ -148,9 +151,10 @@ export class ClientCore {
 
   constructor(options: ClientCoreOptions) {
     this.sessionId = options.sessionId ?? randomSessionId();
-    this.paths = options.pathLabels.map((label, index) =>
+    this.#pathsByIndex = options.pathLabels.map((label, index) =>
       new ClientPath(index, label, options.backupPaths?.[index] ?? false)
     );
+    this.paths = [...this.#pathsByIndex] as ClientPath[];
     this.#secret = options.secret;
     this.#logger = options.logger;
     this.#timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
@@ -203,7 +207,11 @@ export class ClientCore {
     nowMs: number,
     outbox: ClientOutbox,
   ): void {
-    const path = this.paths[pathIndex];
+    const path = this.#pathsByIndex[pathIndex];
+    if (!path) {
+      this.counters.drops.unexpected++; // a path removed while its datagrams were in flight
+      return;
+    }
     const decoded = decodeMessage(datagram);
     if (!decoded.ok) {
       this.counters.drops[decoded.reason]++;
@@ -255,12 +263,39 @@ export class ClientCore {
 
   /** Records that a send on a path failed; the other paths carry on. */
   recordSendError(pathIndex: number, kind: SendErrorKind, nowMs: number): void {
-    const path = this.paths[pathIndex];
+    const path = this.#pathsByIndex[pathIndex];
+    if (!path) return;
     path.sendErrors[kind]++;
     const held = this.#logThrottle.allow(`send-error ${pathIndex} ${kind}`, nowMs);
     if (held !== undefined) {
       this.#logger.warning("send failed on path", { path: path.label, error: kind, repeats: held });
     }
+  }
+
+  /**
+   * Adds a path (on a configuration reload); it is probed at once and carries data as soon as it is
+   * heard. Returns its index, which the driver uses for its socket.
+   */
+  addPath(label: string, backup = false): number {
+    const path = new ClientPath(this.#pathsByIndex.length, label, backup);
+    this.#pathsByIndex.push(path);
+    this.paths = [...this.paths, path];
+    this.#logger.info("path added", { path: label, backup });
+    return path.index;
+  }
+
+  /** Removes a path (on a configuration reload); the session and the other paths carry on. */
+  removePath(pathIndex: number): void {
+    const path = this.#pathsByIndex[pathIndex];
+    if (!path) return;
+    this.#pathsByIndex[pathIndex] = undefined;
+    this.paths = this.paths.filter((known) => known !== path);
+    this.#logger.info("path removed", { path: path.label });
+  }
+
+  /** Changes the timing (on a configuration reload), e.g. the rekey interval. */
+  setTiming(timing: Partial<ClientTiming>): void {
+    this.#timing = { ...this.#timing, ...timing };
   }
 
   /** Runs what is due at `nowMs`: handshake retries, probes, path and server liveness, rekeying. */

@@ -62,16 +62,54 @@ interface Flow {
 /** A path's socket and where it sends. */
 interface PathSocket {
   readonly target: ClientPathTarget;
-  transport: DatagramTransport;
+  readonly transport: DatagramTransport;
   destination: UdpAddress;
   lastResolvedMs: number;
+  /** Set when a reload removed the path: its loop ends. */
+  closed: boolean;
+  /** Counts a failed send on this path (made once, not per datagram). */
+  onSendError: (error: unknown) => void;
+}
+
+/** Two path lines name the same path when everything about them is the same. */
+function samePath(a: ClientPathTarget, b: ClientPathTarget): boolean {
+  return a.host === b.host && a.port === b.port && a.label === b.label &&
+    a.fromAddress === b.fromAddress && (a.backup ?? false) === (b.backup ?? false);
+}
+
+/** A path's label: its name, or HOST:PORT. */
+function pathLabel(target: ClientPathTarget): string {
+  return target.label ?? formatHostPort({ hostname: target.host, port: target.port });
+}
+
+/** Resolves a path's host and binds its socket (its send-error handler is set by the caller). */
+async function openPath(target: ClientPathTarget, logger: Logger): Promise<PathSocket> {
+  const address = await resolveHost(target.host).catch((error) => {
+    logger.warning("cannot resolve a path's host yet; will retry", {
+      host: target.host,
+      error: (error as Error).message,
+    });
+    return undefined;
+  });
+  return {
+    target,
+    transport: bindUdp({
+      hostname: target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
+      port: 0,
+    }),
+    destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
+    lastResolvedMs: performance.now(),
+    closed: false,
+    onSendError: () => {},
+  };
 }
 
 /** A running mpclient. */
 export class ClientDriver {
   readonly core: ClientCore;
   readonly app: DatagramTransport;
-  readonly #paths: PathSocket[];
+  /** Path sockets by the core's path index (a removed path leaves a hole). */
+  readonly #paths: (PathSocket | undefined)[];
   readonly #logger: Logger;
   readonly #flowsByHost = new Map<string, Map<number, Flow>>();
   readonly #flowsById = new Map<number, Flow>();
@@ -92,9 +130,7 @@ export class ClientDriver {
     this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
     this.core = new ClientCore({
       backupPaths: paths.map((path) => path.target.backup ?? false),
-      pathLabels: paths.map((path) =>
-        path.target.label ?? formatHostPort({ hostname: path.target.host, port: path.target.port })
-      ),
+      pathLabels: paths.map((path) => pathLabel(path.target)),
       secret: options.secret,
       logger: options.logger,
       timing: options.timing,
@@ -106,32 +142,57 @@ export class ClientDriver {
     const paths: PathSocket[] = [];
     const app = bindUdp(options.listen);
     try {
-      for (const target of options.paths) {
-        const address = await resolveHost(target.host).catch((error) => {
-          options.logger.warning("cannot resolve a path's host yet; will retry", {
-            host: target.host,
-            error: (error as Error).message,
-          });
-          return undefined;
-        });
-        paths.push({
-          target,
-          transport: bindUdp({
-            hostname: target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
-            port: 0,
-          }),
-          destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
-          lastResolvedMs: performance.now(),
-        });
-      }
+      for (const target of options.paths) paths.push(await openPath(target, options.logger));
     } catch (error) {
       app.close();
       for (const path of paths) path.transport.close();
       throw error;
     }
     const driver = new ClientDriver(options, paths, app);
+    paths.forEach((path, index) => {
+      path.onSendError = (error) => driver.#sendFailed(index, error);
+    });
     driver.#run();
     return driver;
+  }
+
+  /**
+   * Makes the paths those of `targets` (on a configuration reload): paths that stay keep their
+   * socket and state, removed ones are closed, new ones are opened and probed. The session and the
+   * application's traffic carry on over the paths that stay.
+   */
+  async reconfigure(
+    targets: readonly ClientPathTarget[],
+  ): Promise<{ added: number; removed: number }> {
+    const current = this.#paths.flatMap((path, index) => path ? [{ path, index }] : []);
+    const removed = current.filter(({ path }) =>
+      !targets.some((target) => samePath(target, path.target))
+    );
+    const added = targets.filter((target) =>
+      !current.some(({ path }) => samePath(target, path.target))
+    );
+    // Open the new paths first, so a mistake leaves everything as it was.
+    const opened: PathSocket[] = [];
+    try {
+      for (const target of added) opened.push(await openPath(target, this.#logger));
+    } catch (error) {
+      for (const path of opened) path.transport.close();
+      throw error;
+    }
+    for (const path of opened) {
+      const index = this.core.addPath(pathLabel(path.target), path.target.backup ?? false);
+      path.onSendError = (error) => this.#sendFailed(index, error);
+      this.#paths[index] = path;
+      this.#loops.push(this.#pathLoop(index));
+    }
+    for (const { path, index } of removed) {
+      this.core.removePath(index);
+      this.#paths[index] = undefined;
+      path.closed = true;
+      path.transport.close();
+    }
+    this.#armTimer();
+    return { added: opened.length, removed: removed.length };
   }
 
   /** The address applications send to. */
@@ -144,10 +205,10 @@ export class ClientDriver {
 
   /** Where each path sends from and to, in path order (for status output). */
   pathAddresses(): { readonly local: UdpAddress; readonly remote: UdpAddress }[] {
-    return this.#paths.map((path) => ({
-      local: path.transport.localAddress,
-      remote: path.destination,
-    }));
+    return this.core.paths.map((state) => {
+      const path = this.#paths[state.index]!;
+      return { local: path.transport.localAddress, remote: path.destination };
+    });
   }
 
   /** Application flows being tracked. */
@@ -162,7 +223,7 @@ export class ClientDriver {
     clearTimeout(this.#timer);
     clearInterval(this.#maintenanceTimer);
     this.app.close();
-    for (const path of this.#paths) path.transport.close();
+    for (const path of this.#paths) path?.transport.close();
     await Promise.allSettled(this.#loops);
   }
 
@@ -188,15 +249,14 @@ export class ClientDriver {
 
   /** Makes an outbox for one loop: its sends are collected so the loop can wait for them. */
   #outbox(pending: Promise<unknown>[]): ClientOutbox {
-    const sendFailed = this.#paths.map((_, index) => (error: unknown) =>
-      this.#sendFailed(index, error)
-    );
     const appSendFailed = (error: unknown) => this.#appSendFailed(error);
     return {
       scratch: new Uint8Array(RECEIVE_BUFFER_BYTES),
       sendOnPath: (pathIndex, datagram) => {
         const path = this.#paths[pathIndex];
-        pending.push(path.transport.send(datagram, path.destination).catch(sendFailed[pathIndex]));
+        if (path) {
+          pending.push(path.transport.send(datagram, path.destination).catch(path.onSendError));
+        }
       },
       deliverToApp: (flowId, payload) => {
         const flow = this.#flowsById.get(flowId);
@@ -232,15 +292,13 @@ export class ClientDriver {
     const pending: Promise<unknown>[] = [];
     const outbox = this.#outbox(pending);
     const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
-    while (!this.#stopping) {
-      const path = this.#paths[index];
-      const transport = path.transport;
+    const path = this.#paths[index]!;
+    while (!this.#stopping && !path.closed) {
       let received: [Uint8Array, UdpAddress];
       try {
-        received = await transport.receive(buffer);
+        received = await path.transport.receive(buffer);
       } catch (error) {
-        if (this.#stopping) return;
-        if (transport !== this.#paths[index].transport) continue; // the socket was replaced
+        if (this.#stopping || path.closed) return;
         this.#logger.debug("receive failed on a path socket", {
           path: index,
           error: String(error),
@@ -341,7 +399,8 @@ export class ClientDriver {
       this.#flowsByHost.get(flow.address.hostname)?.delete(flow.address.port);
     }
     this.#paths.forEach((path, index) => {
-      const state = this.core.paths[index];
+      const state = this.core.paths.find((known) => known.index === index);
+      if (!path || !state) return;
       const silentMs = now - Math.max(state.lastHeardMs, path.lastResolvedMs);
       if (
         state.state === "up" || !isHostName(path.target.host) || silentMs < this.#reresolveAfterMs

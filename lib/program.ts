@@ -40,20 +40,49 @@ export interface Stoppable {
 
 /**
  * Waits for SIGINT or SIGTERM, then stops `running`, logs its final stats line and flushes the log.
- * Resolves when everything is closed.
+ * With `reload`, SIGHUP calls it (one reload at a time; a SIGHUP during a reload runs another after
+ * it); a failed reload is logged and the program carries on as it was. Resolves when everything is
+ * closed.
  */
-export async function runUntilSignal(running: Stoppable, logger: Logger): Promise<void> {
+export async function runUntilSignal(
+  running: Stoppable,
+  logger: Logger,
+  reload?: () => Promise<void>,
+): Promise<void> {
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM"];
+  const windows = Deno.build.os === "windows";
+  const signals: Deno.Signal[] = windows ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
   const listeners = signals.map((signal) => {
     const listener = () => resolve(signal);
     Deno.addSignalListener(signal, listener);
     return { signal, listener };
   });
+  let reloading: Promise<void> | undefined;
+  let reloadAgain = false;
+  const runReload = async (): Promise<void> => {
+    do {
+      reloadAgain = false;
+      try {
+        await reload!();
+      } catch (error) {
+        logger.error("reload failed; carrying on with the previous configuration", {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    } while (reloadAgain);
+    reloading = undefined;
+  };
+  if (reload && !windows) {
+    const listener = () => {
+      if (reloading) reloadAgain = true;
+      else reloading = runReload();
+    };
+    Deno.addSignalListener("SIGHUP", listener);
+    listeners.push({ signal: "SIGHUP", listener });
+  }
   const signal = await stopped;
   for (const { signal, listener } of listeners) Deno.removeSignalListener(signal, listener);
+  await reloading;
   await running.stop();
   logger.info(`stopped on ${signal}`, { stats: running.statsLine() });
   await shutDownLogging();

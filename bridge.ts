@@ -33,12 +33,20 @@ import {
   type ImpairmentOptions,
   parseBlackout,
 } from "./lib/impairment.ts";
-import type { Logger, LogLevel, LogProperties } from "./lib/log.ts";
+import type { LogLevel } from "./lib/log.ts";
+import {
+  LOG_LEVELS,
+  type LogFormat,
+  programLogger,
+  setUpLogging,
+  shutDownLogging,
+} from "./lib/logging.ts";
+import { runUntilSignal, type Stoppable } from "./lib/program.ts";
 import { parseDuration, parsePercent, parseRate } from "./lib/units.ts";
 
 const PROGRAM = "mpbridge";
 const DEFAULT_LISTEN_HOST = "0.0.0.0";
-const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "error"];
+const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 const IDLE_DEFAULT = formatMs(DEFAULT_IDLE_TIMEOUT_MS);
 const QUEUE_DEFAULT = formatMs(DEFAULT_QUEUE_LIMIT_MS);
 
@@ -61,6 +69,7 @@ Options:
   --idle-timeout DURATION forget a client after this long without traffic (default ${IDLE_DEFAULT})
   --listen-host HOST      address to listen on (default ${DEFAULT_LISTEN_HOST}; or give HOST:PORT)
   --log-level LEVEL       debug, info, warning or error (default info)
+  --log-format FORMAT     text, or json for one JSON object per line (default text)
   -h, --help              show this help
   --version               show the version
 
@@ -79,6 +88,7 @@ export type BridgeCommand =
     readonly seed: number | undefined;
     readonly idleTimeoutMs: number;
     readonly logLevel: LogLevel;
+    readonly logFormat: LogFormat;
   };
 
 /** Parses mpbridge's arguments; mistakes throw {@link UsageError}. */
@@ -124,6 +134,10 @@ export function parseBridgeArgs(args: readonly string[]): BridgeCommand {
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError(`--log-level: expected ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   }
+  const logFormat = values["log-format"] ?? "text";
+  if (!LOG_FORMATS.includes(logFormat as LogFormat)) {
+    throw new UsageError(`--log-format: expected ${LOG_FORMATS.join(" or ")}, got "${logFormat}"`);
+  }
   return {
     kind: "run",
     listen,
@@ -132,6 +146,7 @@ export function parseBridgeArgs(args: readonly string[]): BridgeCommand {
     seed: optional("seed", parseSeed),
     idleTimeoutMs,
     logLevel: logLevel as LogLevel,
+    logFormat: logFormat as LogFormat,
   };
 }
 
@@ -152,6 +167,7 @@ function parseArgsStrictly(args: readonly string[]) {
         "idle-timeout": { type: "string" },
         "listen-host": { type: "string" },
         "log-level": { type: "string" },
+        "log-format": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
       },
@@ -179,19 +195,6 @@ function parseSeed(text: string): Parsed<number> {
   return /^\d{1,10}$/.test(text) && Number(text) <= 0xffffffff
     ? { ok: true, value: Number(text) }
     : { ok: false, error: `expected a whole number from 0 to 4294967295, got "${text}"` };
-}
-
-/** A logger that writes plain lines to stderr, dropping those below `minimumLevel`. */
-function stderrLogger(minimumLevel: LogLevel): Logger {
-  const minimumRank = LOG_LEVELS.indexOf(minimumLevel);
-  const at = (level: LogLevel) => (message: string, properties: LogProperties = {}) => {
-    if (LOG_LEVELS.indexOf(level) < minimumRank) return;
-    const details = Object.entries(properties).map(([key, value]) => ` ${key}=${String(value)}`);
-    console.error(
-      `${new Date().toISOString()} ${level.toUpperCase()} ${message}${details.join("")}`,
-    );
-  };
-  return { debug: at("debug"), info: at("info"), warning: at("warning"), error: at("error") };
 }
 
 function formatMs(ms: number): string {
@@ -239,12 +242,13 @@ function describeStats(stats: BridgeStats): string {
     `clients opened=${stats.mappingsOpened} expired=${stats.mappingsExpired}`;
 }
 
-/** Runs mpbridge with `args` until SIGINT or SIGTERM. */
+/** Runs mpbridge with `args` until SIGINT or SIGTERM (SIGINT or SIGBREAK on Windows). */
 export async function main(args: readonly string[]): Promise<void> {
   const command = parseBridgeArgs(args);
   if (command.kind === "help") return console.log(USAGE);
   if (command.kind === "version") return console.log(`${PROGRAM} ${VERSION}`);
-  const logger = stderrLogger(command.logLevel);
+  await setUpLogging(command.logLevel, command.logFormat);
+  const logger = programLogger("bridge");
   const seed = command.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   let bridge;
   try {
@@ -252,6 +256,7 @@ export async function main(args: readonly string[]): Promise<void> {
   } catch (error) {
     if (!(error instanceof BridgeStartError)) throw error;
     logger.error(error.message);
+    await shutDownLogging();
     Deno.exit(1);
   }
   const server = formatHostPort(bridge.serverAddress);
@@ -259,18 +264,17 @@ export async function main(args: readonly string[]): Promise<void> {
     ? ""
     : ` (${command.server.hostname})`;
   logger.info(
-    `Relaying ${formatHostPort(bridge.listenAddress)} to ${server}${serverName} with ` +
-      `${describeImpairment(command.impairment)}; seed ${seed}.`,
+    `Relaying ${formatHostPort(bridge.listenAddress)} to ${server}${serverName}`,
+    { version: VERSION, impairment: describeImpairment(command.impairment), seed },
   );
-  const stop = () => void bridge.stop();
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, stop);
-  try {
-    await bridge.finished;
-  } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, stop);
-    logger.info(`Stopped: ${describeStats(bridge.stats())}.`);
-  }
+  const running: Stoppable = {
+    stop: () => bridge.stop(),
+    statsLine: () => describeStats(bridge.stats()),
+  };
+  // A relay loop that fails is a bug: it stops the bridge, and the program ends with its stack trace
+  // instead of waiting for a signal that would only report the damage.
+  const relayFailure = new Promise<never>((_, reject) => bridge.finished.catch(reject));
+  await Promise.race([runUntilSignal(running, logger), relayFailure]);
 }
 
 if (import.meta.main) await runMain(PROGRAM, () => main(Deno.args));

@@ -44,6 +44,7 @@ Deno.test("bad arguments exit 2 with one clear message", async () => {
     [["4001", "localhost", "4000", "--rate", "fast"], /--rate: /],
     [["4001", "localhost", "4000", "--blackout", "5s"], /--blackout: expected a blackout like/],
     [["4001", "localhost", "4000", "--frobnicate"], /unknown option "--frobnicate"/],
+    [["4001", "localhost", "4000", "--log-format", "xml"], /--log-format: expected text or json/],
     [["::1:4001", "localhost", "4000"], /IPv6 addresses need brackets/],
   ];
   for (const [args, pattern] of cases) {
@@ -89,7 +90,7 @@ Deno.test("relays datagrams through the process and reports its counters on SIGT
       const port = /Relaying \S+:(\d+) to /.exec(stderr)?.[1];
       if (port !== undefined) listenPort = Number(port);
     }
-    assert.match(stderr, /with delay 5ms; seed 5\./);
+    assert.match(stderr, /impairment="delay 5ms" seed=5\b/);
     const bridgeAddress: UdpAddress = { transport: "udp", hostname: address, port: listenPort };
     const buffer = new Uint8Array(2048);
 
@@ -110,7 +111,10 @@ Deno.test("relays datagrams through the process and reports its counters on SIGT
       stderr += value;
     }
     assert.equal(status.code, 0, stderr);
-    assert.match(stderr, /Stopped: upstream in=1 \(12 B\) out=1 .*downstream in=1 \(12 B\) out=1/);
+    assert.match(
+      stderr,
+      /stopped on SIGTERM stats="upstream in=1 \(12 B\) out=1 .*downstream in=1 \(12 B\) out=1/,
+    );
   } finally {
     clearTimeout(killTimer);
     try {
@@ -123,5 +127,56 @@ Deno.test("relays datagrams through the process and reports its counters on SIGT
     await stdoutDrained;
     client.close();
     server.close();
+  }
+});
+
+Deno.test("--log-format json writes each line as one JSON object, the start and the final stats", async () => {
+  const child = bridgeCommand([
+    "127.0.0.1:0",
+    "127.0.0.1",
+    "9",
+    "--log-format",
+    "json",
+    "--seed",
+    "9",
+  ])
+    .spawn();
+  const killTimer = setTimeout(() => child.kill("SIGKILL"), TEST_LIMIT_MS);
+  const stderrChunks = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let stderr = "";
+  let stdoutDrained: Promise<unknown> | undefined;
+  try {
+    stdoutDrained = child.stdout.cancel();
+    while (!stderr.includes("\n")) {
+      const { value, done } = await stderrChunks.read();
+      assert.ok(!done, `the bridge ended before starting:\n${stderr}`);
+      stderr += value;
+    }
+    child.kill("SIGTERM");
+    for (;;) {
+      const { value, done } = await stderrChunks.read();
+      if (done) break;
+      stderr += value;
+    }
+    assert.equal((await child.status).code, 0, stderr);
+    const lines = stderr.trimEnd().split("\n").map((line) => JSON.parse(line));
+    assert.equal(lines.length, 2, stderr);
+    const [start, stop] = lines;
+    assert.equal(start.level, "INFO");
+    assert.equal(start.logger, "mptunnel.bridge");
+    assert.match(start.message, /^Relaying 127\.0\.0\.1:\d+ to 127\.0\.0\.1:9$/);
+    assert.deepEqual(start.properties, { version: VERSION, impairment: "no impairment", seed: 9 });
+    assert.equal(stop.message, "stopped on SIGTERM");
+    assert.match(stop.properties.stats, /^upstream in=0 \(0 B\) out=0 /);
+  } finally {
+    clearTimeout(killTimer);
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await stderrChunks.cancel();
+    await stdoutDrained;
   }
 });

@@ -752,7 +752,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const [bridge] = tunnel.bridges;
     bridge.kill(signal);
     const bridgeCode = await withTimeout(bridge.exited, EXIT_TIMEOUT_MS, "mpbridge exiting");
-    const bridgeStats = bridge.output().match(/Stopped: .*/)?.[0];
+    const bridgeStats = bridge.output().match(new RegExp(`stopped on ${signal} stats=.*`))?.[0];
     const serverStats = await stopAndReadStats(tunnel.server, signal);
     show(`${signal}`, [
       `mpclient: ${clientStats}`,

@@ -17,6 +17,7 @@ import {
   type SecretKeys,
 } from "./handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "./key_phase.ts";
+import { assertNever } from "./assert.ts";
 import type { Logger } from "./log.ts";
 import { ClientPath, type PathState } from "./path.ts";
 import { createDropCounters, createTrafficCounters, type DropReason } from "./stats.ts";
@@ -620,8 +621,4 @@ export function randomSessionId(): number {
 /** A session id as logs show it: 8 hex digits. */
 export function formatSessionId(sessionId: number): string {
   return sessionId.toString(16).padStart(8, "0");
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unhandled message ${JSON.stringify(value)}`);
 }

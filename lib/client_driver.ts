@@ -18,6 +18,7 @@ import type { SecretKeys } from "./handshake.ts";
 import type { Logger } from "./log.ts";
 import { isHostName, resolveHost, wildcardFor } from "./resolve.ts";
 import { formatDrops } from "./stats.ts";
+import { DeadlineTimer } from "./deadline_timer.ts";
 import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
 import { MAX_FLOW_ID } from "./wire.ts";
 
@@ -117,8 +118,6 @@ export class ClientDriver {
   readonly #reresolveAfterMs: number;
   readonly #loops: Promise<void>[] = [];
   #nextFlowId = 1;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerDueMs = Infinity;
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
 
@@ -220,7 +219,7 @@ export class ClientDriver {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    clearTimeout(this.#timer);
+    this.#timer.cancel();
     clearInterval(this.#maintenanceTimer);
     this.app.close();
     for (const path of this.#paths) path?.transport.close();
@@ -365,21 +364,12 @@ export class ClientDriver {
     throw error;
   }
 
-  /** Keeps one timeout armed for the core's next deadline. */
+  /** Keeps the timer armed for the core's next deadline. */
   #armTimer(): void {
-    if (this.#stopping) return;
-    const deadline = this.core.nextDeadlineMs() ?? Infinity;
-    if (deadline >= this.#timerDueMs - 1) return;
-    clearTimeout(this.#timer);
-    this.#timerDueMs = deadline;
-    if (deadline === Infinity) return;
-    this.#timer = setTimeout(() => {
-      this.#timerDueMs = Infinity;
-      this.#timer = undefined;
-      void this.#fireTimer();
-    }, Math.max(0, deadline - performance.now()));
+    if (!this.#stopping) this.#timer.arm(this.core.nextDeadlineMs());
   }
 
+  readonly #timer = new DeadlineTimer(() => void this.#fireTimer());
   #timerPending: Promise<unknown>[] = [];
   #timerOutbox: ClientOutbox | undefined;
 

@@ -13,6 +13,8 @@
 import { formatSessionId } from "./client_core.ts";
 import { respondToInit, type SecretKeys, verifyInit } from "./handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "./key_phase.ts";
+import { formatHostPort } from "./address.ts";
+import { assertNever } from "./assert.ts";
 import type { Logger } from "./log.ts";
 import {
   createDropCounters,
@@ -290,7 +292,7 @@ export class ServerCore {
             : verdict === "secret-required"
             ? "refused an unauthenticated handshake: this server requires a secret"
             : "refused an authenticated handshake: this server has no secret configured",
-          { from: formatAddress(from) },
+          { from: formatHostPort(from) },
         );
       }
       const code = verdict === "secret-mismatch"
@@ -411,7 +413,7 @@ export class ServerCore {
       session.confirmed = true;
       this.#logger.info("session started", {
         session: formatSessionId(session.id),
-        from: formatAddress(from),
+        from: formatHostPort(from),
         encrypted: keyPhase.authenticated,
         sessions: this.sessions.size,
       });
@@ -460,7 +462,7 @@ export class ServerCore {
     addresses.push(added);
     this.#logger.debug("session heard on a new address", {
       session: formatSessionId(session.id),
-      from: formatAddress(from),
+      from: formatHostPort(from),
       addresses: addresses.length,
     });
     return added;
@@ -524,15 +526,4 @@ export class ServerCore {
     const held = this.#logThrottle.allow(reason, nowMs);
     if (held !== undefined) this.#logger.warning(message, { ...details, repeats: held });
   }
-}
-
-/** An address as logs show it. */
-export function formatAddress(address: { hostname: string; port: number }): string {
-  return address.hostname.includes(":")
-    ? `[${address.hostname}]:${address.port}`
-    : `${address.hostname}:${address.port}`;
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unhandled message ${JSON.stringify(value)}`);
 }

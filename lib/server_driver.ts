@@ -13,8 +13,9 @@ import { formatSessionId } from "./client_core.ts";
 import type { SecretKeys } from "./handshake.ts";
 import type { Logger } from "./log.ts";
 import { resolveHost, wildcardFor } from "./resolve.ts";
-import { formatAddress, ServerCore, type ServerLimits, type ServerOutbox } from "./server_core.ts";
+import { ServerCore, type ServerLimits, type ServerOutbox } from "./server_core.ts";
 import { formatDrops } from "./stats.ts";
+import { DeadlineTimer } from "./deadline_timer.ts";
 import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
 
 /** What starts a server. */
@@ -77,9 +78,12 @@ export class ServerDriver {
   readonly #flowIdleTimeoutMs: number;
   readonly #maxFlowsPerSession: number;
   readonly #loops = new Set<Promise<void>>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerDueMs = Infinity;
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #timer = new DeadlineTimer(() => {
+    if (this.#stopping) return;
+    this.core.onTimer(performance.now());
+    this.#armTimer();
+  });
   #stopping = false;
 
   private constructor(
@@ -133,7 +137,7 @@ export class ServerDriver {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    clearTimeout(this.#timer);
+    this.#timer.cancel();
     clearInterval(this.#maintenanceTimer);
     for (const listener of this.listeners) listener.close();
     this.core.closeAll();
@@ -282,7 +286,7 @@ export class ServerDriver {
       session: formatSessionId(sessionId),
       flow: flowId,
       localPort: flow.transport.localAddress.port,
-      target: formatAddress(this.#target),
+      target: formatHostPort(this.#target),
     });
     this.#track(this.#targetLoop(flow));
     return flow;
@@ -309,20 +313,9 @@ export class ServerDriver {
     throw error;
   }
 
+  /** Keeps the timer armed for the core's next deadline. */
   #armTimer(): void {
-    if (this.#stopping) return;
-    const deadline = this.core.nextDeadlineMs() ?? Infinity;
-    if (deadline >= this.#timerDueMs - 1) return;
-    clearTimeout(this.#timer);
-    this.#timerDueMs = deadline;
-    if (deadline === Infinity) return;
-    this.#timer = setTimeout(() => {
-      this.#timerDueMs = Infinity;
-      this.#timer = undefined;
-      if (this.#stopping) return;
-      this.core.onTimer(performance.now());
-      this.#armTimer();
-    }, Math.max(0, deadline - performance.now()));
+    if (!this.#stopping) this.#timer.arm(this.core.nextDeadlineMs());
   }
 
   /** Once a second: close target sockets idle in both directions. */

@@ -5,10 +5,11 @@
  *     mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
  */
 
-import { parseHostPort } from "./lib/address.ts";
+import { formatHostPort, parseHostPort } from "./lib/address.ts";
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
 import { ClientDriver, type ClientPathTarget } from "./lib/client_driver.ts";
 import { DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
+import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
 import type { Logger } from "./lib/log.ts";
 import {
   applyClientFlags,
@@ -21,12 +22,14 @@ import {
 import { programLogger, setUpLogging } from "./lib/logging.ts";
 import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
 import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
+import { clientStatus } from "./lib/status.ts";
 
 const HELP = `mpclient ${VERSION} — the client end of mptunnel, a multipath UDP tunnel
 
 Usage:
   mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
   mpclient [OPTIONS] --config CONFIG_FILE
+  mpclient status [--control HOST:PORT | CONFIG_FILE] [--json] [--watch [--interval 1s]]
 
 Applications send UDP datagrams to [HOST:]PORT (HOST defaults to 127.0.0.1); each goes out on every
 path listed in CONFIG_FILE (one "HOST PORT" per line: a bridge, or mpserver itself) and mpserver keeps
@@ -111,7 +114,6 @@ function checkSupported(config: ClientConfig, configFile: string | undefined): v
   if (config.excludeInterfaces.length > 0) notYet("exclude");
   if (config.forwards.length > 0) notYet("forward");
   if (config.socks5 !== undefined) notYet("socks5");
-  if (config.control !== undefined) notYet("control");
   for (const path of config.paths) {
     if (path.device !== undefined) notYet(`the path option "dev" (line ${path.line})`);
     if (path.rateBitsPerSecond !== undefined) notYet(`the path option "rate" (line ${path.line})`);
@@ -120,6 +122,15 @@ function checkSupported(config: ClientConfig, configFile: string | undefined): v
 
 /** Runs mpclient with these arguments until SIGINT or SIGTERM. */
 export async function main(args: readonly string[]): Promise<void> {
+  if (args[0] === "status") {
+    const code = await runStatusCommand({
+      program: "mpclient",
+      args: args.slice(1),
+      controlFromFile: async (file) => (await loadClientConfigFile(file)).control,
+    });
+    if (code !== 0) Deno.exit(code);
+    return;
+  }
   const config = await readClientConfig(args);
   if (config === "done") return;
   const secret = await loadSecret(config.secretFile);
@@ -151,8 +162,30 @@ export async function main(args: readonly string[]): Promise<void> {
       `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach mpserver can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
     );
   }
+  let control: ControlServer | undefined;
+  if (config.control !== undefined) {
+    control = await startControlServer({
+      address: config.control,
+      status: () => clientStatus(driver, performance.now()),
+      logger,
+    }).catch(async (error) => {
+      await driver.stop();
+      throw new UsageError(
+        `cannot listen for --control on ${formatHostPort(config.control!)}: ${
+          (error as Error).message
+        }`,
+      );
+    });
+  }
+  const stoppable = {
+    stop: async () => {
+      await control?.stop();
+      await driver.stop();
+    },
+    statsLine: () => driver.statsLine(),
+  };
   let running = config;
-  await runUntilSignal(driver, logger, async () => {
+  await runUntilSignal(stoppable, logger, async () => {
     running = await reloadClient(args, running, driver, logger);
   });
 }

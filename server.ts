@@ -8,8 +8,9 @@
  *     mpserver keygen
  */
 
-import { type HostPort, parseHostPort } from "./lib/address.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "./lib/address.ts";
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
+import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
 import {
   applyServerFlags,
   EMPTY_SERVER_CONFIG,
@@ -23,6 +24,7 @@ import { programLogger, setUpLogging } from "./lib/logging.ts";
 import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
 import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
 import { describeListeners, ServerDriver } from "./lib/server_driver.ts";
+import { serverStatus } from "./lib/status.ts";
 
 const HELP = `mpserver ${VERSION} — the server end of mptunnel, a multipath UDP tunnel
 
@@ -30,6 +32,7 @@ Usage:
   mpserver [OPTIONS] [HOST:]PORT TARGET_HOST TARGET_PORT
   mpserver [OPTIONS] --config FILE
   mpserver keygen          print a fresh random shared secret
+  mpserver status [--control HOST:PORT | --config FILE] [--json] [--watch [--interval 1s]]
 
 Listens on [HOST:]PORT (HOST defaults to 0.0.0.0, all IPv4 interfaces) for mpclient's datagrams,
 arriving over any number of paths; keeps the first copy of each and sends it to TARGET_HOST
@@ -129,14 +132,20 @@ export async function readServerSettings(
   if (config.allow.length > 0) {
     throw new UsageError(`allow rules are not available in mpserver ${VERSION} yet`);
   }
-  if (config.control !== undefined) {
-    throw new UsageError(`control is not available in mpserver ${VERSION} yet`);
-  }
   return { config, listen, target };
 }
 
 /** Runs mpserver with these arguments until SIGINT or SIGTERM. */
 export async function main(args: readonly string[]): Promise<void> {
+  if (args[0] === "status") {
+    const code = await runStatusCommand({
+      program: "mpserver",
+      args: args.slice(1),
+      controlFromFile: async (file) => (await loadServerConfigFile(file)).control,
+    });
+    if (code !== 0) Deno.exit(code);
+    return;
+  }
   const settings = await readServerSettings(args);
   if (settings === "done") return;
   const { config, listen, target } = settings;
@@ -160,7 +169,28 @@ export async function main(args: readonly string[]): Promise<void> {
       `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach this server can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
     );
   }
-  await runUntilSignal(driver, logger);
+  let control: ControlServer | undefined;
+  if (config.control !== undefined) {
+    control = await startControlServer({
+      address: config.control,
+      status: () => serverStatus(driver, performance.now(), { encrypted: secret !== undefined }),
+      logger,
+    }).catch(async (error) => {
+      await driver.stop();
+      throw new UsageError(
+        `cannot listen for --control on ${formatHostPort(config.control!)}: ${
+          (error as Error).message
+        }`,
+      );
+    });
+  }
+  await runUntilSignal({
+    stop: async () => {
+      await control?.stop();
+      await driver.stop();
+    },
+    statsLine: () => driver.statsLine(),
+  }, logger);
 }
 
 if (import.meta.main) await runMain("mpserver", () => main(Deno.args));

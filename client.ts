@@ -220,6 +220,9 @@ async function reloadClient(
   if (next.secretFile !== running.secretFile) {
     logger.warning("secret-file changed; it takes effect after a restart");
   }
+  if (JSON.stringify(next.control) !== JSON.stringify(running.control)) {
+    logger.warning("control changed; it takes effect after a restart");
+  }
   if (next.logLevel !== running.logLevel || next.logFormat !== running.logFormat) {
     await setUpLogging(next.logLevel ?? "info", next.logFormat ?? "text");
   }
@@ -228,7 +231,12 @@ async function reloadClient(
     rekeyIntervalMs: next.rekeyIntervalMs ?? DEFAULT_CLIENT_TIMING.rekeyIntervalMs,
   });
   logger.info("configuration reloaded", { pathsAdded: added, pathsRemoved: removed });
-  return { ...next, listen: running.listen, secretFile: running.secretFile };
+  return {
+    ...next,
+    listen: running.listen,
+    secretFile: running.secretFile,
+    control: running.control,
+  };
 }
 
 if (import.meta.main) await runMain("mpclient", () => main(Deno.args));

@@ -50,6 +50,9 @@ export {
   type ServerConfig,
 } from "./lib/config.ts";
 export { type Logger, recordingLogger, silentLogger } from "./lib/log.ts";
+export { type ClientStatus, clientStatus, type ServerStatus, serverStatus } from "./lib/status.ts";
+export { formatMetrics } from "./lib/metrics.ts";
+export { type ControlServer, startControlServer } from "./lib/control.ts";
 export { type DropReason } from "./lib/stats.ts";
 export { MAX_APP_PAYLOAD_BYTES, PROTOCOL_VERSION, TUNNEL_OVERHEAD_BYTES } from "./lib/wire.ts";
 export {

@@ -20,6 +20,7 @@ import {
   SERVER_KEYWORD_HELP,
   type ServerConfig,
 } from "./lib/config.ts";
+import type { Logger } from "./lib/log.ts";
 import { programLogger, setUpLogging } from "./lib/logging.ts";
 import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
 import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
@@ -149,6 +150,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const settings = await readServerSettings(args);
   if (settings === "done") return;
   const { config, listen, target } = settings;
+  let running = settings;
   const secret = await loadSecret(config.secretFile);
   await setUpLogging(config.logLevel ?? "info", config.logFormat ?? "text");
   const logger = programLogger("server");
@@ -184,13 +186,53 @@ export async function main(args: readonly string[]): Promise<void> {
       );
     });
   }
-  await runUntilSignal({
-    stop: async () => {
-      await control?.stop();
-      await driver.stop();
+  await runUntilSignal(
+    {
+      stop: async () => {
+        await control?.stop();
+        await driver.stop();
+      },
+      statsLine: () => driver.statsLine(),
     },
-    statsLine: () => driver.statsLine(),
-  }, logger);
+    logger,
+    async () => {
+      running = await reloadServer(args, running, logger);
+    },
+  );
+}
+
+/**
+ * SIGHUP: reads the file and flags again. Logging changes at once; what needs new sockets or keys
+ * (listen, target, secret, control) is reported and waits for a restart, so clients never notice.
+ * Returns the configuration now in force.
+ */
+async function reloadServer(
+  args: readonly string[],
+  running: ServerSettings,
+  logger: Logger,
+): Promise<ServerSettings> {
+  const next = await readServerSettings(args);
+  if (next === "done") return running;
+  const changed = (what: string, before: unknown, after: unknown) => {
+    if (JSON.stringify(before) !== JSON.stringify(after)) {
+      logger.warning(`${what} changed; it takes effect after a restart`);
+    }
+  };
+  changed("listen", running.listen, next.listen);
+  changed("target", running.target, next.target);
+  changed("secret-file", running.config.secretFile, next.config.secretFile);
+  changed("control", running.config.control, next.config.control);
+  const logging = (
+    settings: ServerSettings,
+  ) => [settings.config.logLevel, settings.config.logFormat];
+  if (JSON.stringify(logging(running)) !== JSON.stringify(logging(next))) {
+    await setUpLogging(next.config.logLevel ?? "info", next.config.logFormat ?? "text");
+  }
+  logger.info("configuration reloaded");
+  return {
+    ...running,
+    config: { ...running.config, logLevel: next.config.logLevel, logFormat: next.config.logFormat },
+  };
 }
 
 if (import.meta.main) await runMain("mpserver", () => main(Deno.args));

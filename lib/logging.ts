@@ -7,7 +7,6 @@ import {
   configure,
   dispose,
   getLogger,
-  getStreamSink,
   jsonLinesFormatter,
   type LogRecord,
   reset,
@@ -42,15 +41,24 @@ function textFormatter(record: LogRecord): string {
   }: ${message}${properties}\n`;
 }
 
-/** Sets up LogTape for one program; call once at start. */
+/**
+ * Writes each line to stderr synchronously. (A stream sink would lock `Deno.stderr.writable` and
+ * close it when a reload reconfigures logging.) Lines are rare — state changes, not datagrams.
+ */
+function stderrSink(formatter: (record: LogRecord) => string): (record: LogRecord) => void {
+  const encoder = new TextEncoder();
+  return (record) => {
+    const bytes = encoder.encode(formatter(record));
+    let written = 0;
+    while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
+  };
+}
+
+/** Sets up LogTape for one program, at start and again on a reload. */
 export async function setUpLogging(level: LogLevel, format: LogFormat): Promise<void> {
   await configure({
     reset: true,
-    sinks: {
-      stderr: getStreamSink(Deno.stderr.writable, {
-        formatter: format === "json" ? jsonLinesFormatter : textFormatter,
-      }),
-    },
+    sinks: { stderr: stderrSink(format === "json" ? jsonLinesFormatter : textFormatter) },
     loggers: [
       { category: ["mptunnel"], lowestLevel: level, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

@@ -20,6 +20,7 @@
  * ```
  */
 
+import { assertNever } from "./assert.ts";
 import type { ClientStatus, ProgramStatus, ServerStatus } from "./status.ts";
 import { DROP_REASONS } from "./stats.ts";
 import type { SendErrorKind } from "./udp.ts";
@@ -352,8 +353,4 @@ function formatValue(value: number): string {
   if (value === Infinity) return "+Inf";
   if (value === -Infinity) return "-Inf";
   return String(value);
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unknown program status ${JSON.stringify(value)}`);
 }

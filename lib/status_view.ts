@@ -5,6 +5,7 @@
  * same in a pipe or a log.
  */
 
+import { assertNever } from "./assert.ts";
 import type {
   ClientStatus,
   ProgramStatus,
@@ -265,8 +266,4 @@ export function formatUptime(seconds: number): string {
 
 function plural(count: number, noun: string): string {
   return `${formatCount(count)} ${noun}${count === 1 ? "" : "s"}`;
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unknown program status ${JSON.stringify(value)}`);
 }

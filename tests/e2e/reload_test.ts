@@ -93,3 +93,29 @@ Deno.test("SIGHUP adds and removes a bridge under traffic with zero loss and one
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+Deno.test("SIGHUP on mpserver applies a new log level and reports what needs a restart", async () => {
+  const directory = await Deno.makeTempDir({ prefix: "mptunnel-reload-" });
+  const config = `${directory}/mpserver.conf`;
+  const [port, otherPort] = freeUdpPorts(2);
+  await Deno.writeTextFile(config, `listen ${LOCALHOST}:${port}\ntarget echo ${LOCALHOST} 7\n`);
+  const server = denoScript("server.ts", ["--config", config]);
+  try {
+    await server.waitForLine(/mpserver .* started/, 15_000);
+    await Deno.writeTextFile(
+      config,
+      `listen ${LOCALHOST}:${otherPort}\ntarget echo ${LOCALHOST} 7\nlog-level debug\n`,
+    );
+    server.kill("SIGHUP");
+    await server.waitForLine(/listen changed; it takes effect after a restart/, 5000);
+    await server.waitForLine(/configuration reloaded/, 5000);
+    await Deno.writeTextFile(config, `listen ${LOCALHOST}:${port}\nbogus line\n`);
+    server.kill("SIGHUP");
+    await server.waitForLine(/reload failed; carrying on with the previous configuration/, 5000);
+    server.kill("SIGTERM");
+    assert.equal(await server.exited, 0);
+  } finally {
+    await server[Symbol.asyncDispose]();
+    await Deno.remove(directory, { recursive: true });
+  }
+});

@@ -501,7 +501,6 @@ async function showsClientStatus(browser: Browser): Promise<void> {
       const file = `${directory}/dashboard.png`;
       await page.screenshot({ path: file, fullPage: true });
       const png = await Deno.readFile(file);
-      await Deno.writeFile("/tmp/dash_probe/dash.png", png);
       assert.ok(png.length > 20_000, `the screenshot is only ${png.length} bytes`);
       const image = await inspectPng(png);
       assert.equal(image.width, VIEWPORT.width);

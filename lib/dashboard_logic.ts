@@ -508,6 +508,27 @@ export function formatSpan(capacity: number, refreshIntervalMs: number): string 
   return seconds >= 60 && seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
 }
 
+/** The chart of drops per second (all reasons together), for either program. */
+export function renderDropsChart(view: DashboardView, span: string): string {
+  return renderChart({
+    title: "Drops",
+    capacity: view.capacity,
+    span,
+    format: formatPacketRate,
+    minimumMax: 1,
+    emptyText: "waiting for a second sample",
+    series: [{
+      label: "all reasons",
+      colour: 2,
+      values: seriesOf(
+        view.history,
+        (before, now, ms) =>
+          before === null ? null : ratePerSecond(sumCounts(before.drops), sumCounts(now.drops), ms),
+      ),
+    }],
+  });
+}
+
 /** The drops table (reasons with a non-zero count) and, for the server, the errors table. */
 export function renderDrops(
   current: StatusView,
@@ -683,25 +704,7 @@ export function renderClient(status: ClientStatusView, view: DashboardView): str
         },
       ],
     }) +
-    renderChart({
-      title: "Drops",
-      capacity: view.capacity,
-      span,
-      format: formatPacketRate,
-      minimumMax: 1,
-      emptyText: "waiting for a second sample",
-      series: [{
-        label: "all reasons",
-        colour: 2,
-        values: seriesOf(
-          view.history,
-          (before, now, ms) =>
-            before === null
-              ? null
-              : ratePerSecond(sumCounts(before.drops), sumCounts(now.drops), ms),
-        ),
-      }],
-    }) +
+    renderDropsChart(view, span) +
     `</div></section>`;
 
   const rows = paths.map((path) => {
@@ -910,25 +913,7 @@ export function renderServer(status: ServerStatusView, view: DashboardView): str
         { label: "from target", colour: 1, values: targetSeries("fromTarget") },
       ],
     }) +
-    renderChart({
-      title: "Drops",
-      capacity: view.capacity,
-      span,
-      format: formatPacketRate,
-      minimumMax: 1,
-      emptyText: "waiting for a second sample",
-      series: [{
-        label: "all reasons",
-        colour: 2,
-        values: seriesOf(
-          view.history,
-          (before, now, ms) =>
-            before === null
-              ? null
-              : ratePerSecond(sumCounts(before.drops), sumCounts(now.drops), ms),
-        ),
-      }],
-    }) +
+    renderDropsChart(view, span) +
     `</div></section>`;
 
   const sessions = (status.sessions ?? []).slice(0, view.maxListedSessions);

@@ -20,7 +20,7 @@ import {
   loadClientConfigFile,
 } from "./lib/config.ts";
 import { programLogger, setUpLogging } from "./lib/logging.ts";
-import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
+import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
 import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
 import { clientStatus } from "./lib/status.ts";
 
@@ -51,24 +51,9 @@ Example:
 
 /** Reads the arguments and the file into one configuration; every mistake is a UsageError. */
 export async function readClientConfig(args: readonly string[]): Promise<ClientConfig | "done"> {
-  const { values, positionals } = parseArguments({
-    args: [...args],
-    allowPositionals: true,
-    options: {
-      ...CLIENT_FLAG_OPTIONS,
-      config: { type: "string", short: "c" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean", short: "V" },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return "done";
-  }
-  if (values.version) {
-    console.log(`mpclient ${VERSION}`);
-    return "done";
-  }
+  const parsed = parseProgramArguments("mpclient", HELP, CLIENT_FLAG_OPTIONS, args);
+  if (parsed === "done") return "done";
+  const { values, positionals } = parsed;
   let listenWord: string | undefined;
   let configFile = values.config as string | undefined;
   if (positionals.length > 2) throw new UsageError(`unexpected argument "${positionals[2]}"`);

@@ -22,7 +22,7 @@ import {
 } from "./lib/config.ts";
 import type { Logger } from "./lib/log.ts";
 import { programLogger, setUpLogging } from "./lib/logging.ts";
-import { keywordFlagHelp, parseArguments, runUntilSignal } from "./lib/program.ts";
+import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
 import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
 import { describeListeners, ServerDriver } from "./lib/server_driver.ts";
 import { serverStatus } from "./lib/status.ts";
@@ -65,24 +65,9 @@ export interface ServerSettings {
 export async function readServerSettings(
   args: readonly string[],
 ): Promise<ServerSettings | "done"> {
-  const { values, positionals } = parseArguments({
-    args: [...args],
-    allowPositionals: true,
-    options: {
-      ...SERVER_FLAG_OPTIONS,
-      config: { type: "string", short: "c" },
-      help: { type: "boolean", short: "h" },
-      version: { type: "boolean", short: "V" },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return "done";
-  }
-  if (values.version) {
-    console.log(`mpserver ${VERSION}`);
-    return "done";
-  }
+  const parsed = parseProgramArguments("mpserver", HELP, SERVER_FLAG_OPTIONS, args);
+  if (parsed === "done") return "done";
+  const { values, positionals } = parsed;
   if (positionals[0] === "keygen") {
     if (positionals.length > 1) {
       throw new UsageError(`keygen takes no argument, got "${positionals[1]}"`);

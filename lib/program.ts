@@ -4,8 +4,8 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./cli.ts";
-import type { KeywordHelp } from "./config.ts";
+import { UsageError, VERSION } from "./cli.ts";
+import type { FlagOptions, KeywordHelp } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { shutDownLogging } from "./logging.ts";
 
@@ -23,6 +23,43 @@ export function parseArguments<T extends ParseArgsConfig>(
     }
     throw error;
   }
+}
+
+/** A program's arguments: its keyword flags' values (and `config`) and the positional words. */
+export interface ProgramArguments {
+  readonly values: Readonly<Record<string, string | string[] | boolean | undefined>>;
+  readonly positionals: readonly string[];
+}
+
+/**
+ * Parses a program's arguments: its keyword flags plus `-c/--config`, `-h/--help` and
+ * `-V/--version`. Help and version are printed here, and then "done" is returned.
+ */
+export function parseProgramArguments(
+  program: string,
+  help: string,
+  flagOptions: FlagOptions,
+  args: readonly string[],
+): ProgramArguments | "done" {
+  const { values, positionals } = parseArguments({
+    args: [...args],
+    allowPositionals: true,
+    options: {
+      ...flagOptions,
+      config: { type: "string", short: "c" },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "V" },
+    },
+  });
+  if (values.help) {
+    console.log(help);
+    return "done";
+  }
+  if (values.version) {
+    console.log(`${program} ${VERSION}`);
+    return "done";
+  }
+  return { values, positionals };
 }
 
 /** Formats the keyword flags for `--help`, one line each. */

@@ -145,8 +145,11 @@ export class ClientCore {
   #lastTimestampMs = 0;
   #nextKeyPhase = 0;
   #lastHeardFromServerMs = -Infinity;
-  /** The server said it lost our session: queue instead of sealing under keys it no longer has. */
-  #serverLostKeys = false;
+  /**
+   * Datagrams sent since a RESET said the server lost our session; re-sent under the new keys if the
+   * handshake confirms it (the RESPONSE says the session was not continued), forgotten otherwise.
+   */
+  #sentSinceReset: { flowId: number; payload: Uint8Array }[] | undefined;
   #lastResetHandshakeMs = -Infinity;
   #queue: { flowId: number; payload: Uint8Array }[] = [];
 
@@ -182,13 +185,18 @@ export class ClientCore {
     }
     this.counters.fromApp.datagrams++;
     this.counters.fromApp.bytes += payload.length;
-    if (!this.#current || this.#serverLostKeys) {
+    if (!this.#current) {
       if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
         this.#queue.shift();
         this.counters.drops["queue-full"]++;
       }
       this.#queue.push({ flowId, payload: payload.slice() }); // the caller reuses its buffer
       return;
+    }
+    // After a RESET, datagrams still go out under the current keys (the RESET may be forged), and a
+    // copy is kept in case the new handshake shows the server really lost them.
+    if (this.#sentSinceReset && this.#sentSinceReset.length < PENDING_QUEUE_LIMIT) {
+      this.#sentSinceReset.push({ flowId, payload: payload.slice() });
     }
     const datagram = sealMessage(
       this.#current,
@@ -242,7 +250,7 @@ export class ClientCore {
           this.#logger.info("server does not know our session (it restarted?); handshaking again", {
             path: path.label,
           });
-          this.#serverLostKeys = true;
+          this.#sentSinceReset = [];
           this.#startHandshake("server-lost-session", nowMs, outbox);
         }
         return;
@@ -482,7 +490,6 @@ export class ClientCore {
       message.sessionContinued ? this.#previous : undefined,
     );
     this.#pending = undefined;
-    this.#serverLostKeys = false;
     this.#state = "established";
     this.counters.handshakesCompleted++;
     this.#lastHeardFromServerMs = nowMs;
@@ -509,6 +516,8 @@ export class ClientCore {
     }
     const queued = this.#queue;
     this.#queue = [];
+    if (this.#sentSinceReset && !message.sessionContinued) queued.push(...this.#sentSinceReset);
+    this.#sentSinceReset = undefined;
     for (const { flowId, payload } of queued) {
       const copy = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
       // Each queued datagram gets its own buffer: they are all sent before any send settles.

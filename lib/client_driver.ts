@@ -72,6 +72,11 @@ interface PathSocket {
   onSendError: (error: unknown) => void;
 }
 
+/** `::ffff:192.0.2.1` → `192.0.2.1`; any other address unchanged. */
+function unmapIPv4(hostname: string): string {
+  return hostname.startsWith("::ffff:") && hostname.includes(".") ? hostname.slice(7) : hostname;
+}
+
 /** Two path lines name the same path when everything about them is the same. */
 function samePath(a: ClientPathTarget, b: ClientPathTarget): boolean {
   return a.host === b.host && a.port === b.port && a.label === b.label &&
@@ -116,7 +121,8 @@ export class ClientDriver {
   readonly #flowsById = new Map<number, Flow>();
   readonly #flowIdleTimeoutMs: number;
   readonly #reresolveAfterMs: number;
-  readonly #loops: Promise<void>[] = [];
+  /** The running receive loops (a removed path's loop leaves the set when it ends). */
+  readonly #loops = new Set<Promise<void>>();
   #nextFlowId = 1;
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
@@ -182,7 +188,7 @@ export class ClientDriver {
       const index = this.core.addPath(pathLabel(path.target), path.target.backup ?? false);
       path.onSendError = (error) => this.#sendFailed(index, error);
       this.#paths[index] = path;
-      this.#loops.push(this.#pathLoop(index));
+      this.#track(this.#pathLoop(index));
     }
     for (const { path, index } of removed) {
       this.core.removePath(index);
@@ -198,6 +204,9 @@ export class ClientDriver {
   get listenAddress(): UdpAddress {
     return this.app.localAddress;
   }
+
+  /** Datagrams from the server for a flow this client no longer tracks (counted, dropped). */
+  repliesForGoneFlows = 0;
 
   /** When the client started (`performance.now()` time). */
   readonly startedAtMs: number = performance.now();
@@ -223,7 +232,7 @@ export class ClientDriver {
     clearInterval(this.#maintenanceTimer);
     this.app.close();
     for (const path of this.#paths) path?.transport.close();
-    await Promise.allSettled(this.#loops);
+    while (this.#loops.size > 0) await Promise.allSettled([...this.#loops]);
   }
 
   /** One line of totals, for the log at exit. */
@@ -234,16 +243,21 @@ export class ClientDriver {
     ).join(" ");
     return `session=${
       formatSessionId(this.core.sessionId)
-    } from-app=${counters.fromApp.datagrams} to-app=${counters.toApp.datagrams} duplicates=${counters.duplicates} drops: ${
+    } from-app=${counters.fromApp.datagrams} to-app=${counters.toApp.datagrams} duplicates=${counters.duplicates} replies-for-gone-flows=${this.repliesForGoneFlows} drops: ${
       formatDrops(counters.drops)
     } paths: ${paths}`;
   }
 
   #run(): void {
-    this.#loops.push(this.#appLoop());
-    this.#paths.forEach((_, index) => this.#loops.push(this.#pathLoop(index)));
+    this.#track(this.#appLoop());
+    this.#paths.forEach((_, index) => this.#track(this.#pathLoop(index)));
     this.#maintenanceTimer = setInterval(() => this.#maintain(), MAINTENANCE_INTERVAL_MS);
     this.#armTimer();
+  }
+
+  #track(loop: Promise<void>): void {
+    this.#loops.add(loop);
+    loop.finally(() => this.#loops.delete(loop));
   }
 
   /** Makes an outbox for one loop: its sends are collected so the loop can wait for them. */
@@ -259,7 +273,12 @@ export class ClientDriver {
       },
       deliverToApp: (flowId, payload) => {
         const flow = this.#flowsById.get(flowId);
-        if (!flow) return; // the application went away; nothing to deliver to
+        if (!flow) {
+          this.repliesForGoneFlows++; // the application's flow expired or never existed here
+          return;
+        }
+        // Replies keep a flow alive too: an application may send once and then mostly listen.
+        flow.lastActiveMs = performance.now();
         pending.push(this.app.send(payload, flow.address).catch(appSendFailed));
       },
     };
@@ -305,8 +324,12 @@ export class ClientDriver {
         continue;
       }
       const [datagram, from] = received;
-      // Only the path's own destination may speak on its socket.
-      if (from.port !== path.destination.port || from.hostname !== path.destination.hostname) {
+      // Only the path's own destination may speak on its socket. (An IPv6 socket reports an IPv4
+      // peer as ::ffff:a.b.c.d.)
+      if (
+        from.port !== path.destination.port ||
+        unmapIPv4(from.hostname) !== unmapIPv4(path.destination.hostname)
+      ) {
         this.core.counters.drops.unexpected++;
         continue;
       }

@@ -30,6 +30,7 @@ import {
   encodeProbeReplyBody,
   encodeReset,
   type HandshakeMessage,
+  MAX_APP_PAYLOAD_BYTES,
   NoticeCode,
   PROBE_BODY_BYTES,
   type SealedMessage,
@@ -118,6 +119,22 @@ export class ServerSession {
 
   constructor(readonly id: number, readonly createdMs: number) {
     this.lastActiveMs = createdMs;
+  }
+
+  /**
+   * Starts sending under `next`. A plaintext phase continues the current one's sequence numbers
+   * (the client keeps one window across them), and the current phase may have sent more since
+   * `next` was made: continue from whichever is further.
+   */
+  promoteNext(nowMs: number): void {
+    const next = this.next!;
+    if (this.current && !next.authenticated) {
+      next.nextSendSequence = Math.max(next.nextSendSequence, this.current.nextSendSequence);
+    }
+    this.previous = this.current;
+    this.current = next;
+    this.next = undefined;
+    this.switchedKeysMs = nowMs;
   }
 
   /** The keys a sealed datagram's phase byte names, if any. */
@@ -226,7 +243,7 @@ export class ServerCore {
   ): boolean {
     const session = this.sessions.get(sessionId);
     if (!session?.current) return false;
-    if (payload.length + TUNNEL_OVERHEAD_BYTES > outbox.scratch.length) {
+    if (payload.length > MAX_APP_PAYLOAD_BYTES) {
       this.#countDrop("oversize", nowMs, "dropped a datagram from the target too large to tunnel", {
         bytes: payload.length,
       });
@@ -354,13 +371,9 @@ export class ServerCore {
       nowMs,
       session.next ?? session.current,
     );
-    if (session.current && session.next) {
-      // A client starts a handshake only after finishing the previous one, so it holds the keys
-      // of `next` already: they become current rather than being lost.
-      session.previous = session.current;
-      session.current = session.next;
-      session.switchedKeysMs = nowMs;
-    }
+    // A client starts a handshake only after finishing the previous one, so it holds the keys of
+    // `next` already: they become current rather than being lost.
+    if (session.next) session.promoteNext(nowMs);
     if (session.current) session.next = keyPhase;
     else session.current = keyPhase;
     session.lastInitTimestampMs = message.timestampMs;
@@ -403,12 +416,7 @@ export class ServerCore {
       }
       return;
     }
-    if (keyPhase === session.next) {
-      session.previous = session.current;
-      session.current = keyPhase;
-      session.next = undefined;
-      session.switchedKeysMs = nowMs;
-    }
+    if (keyPhase === session.next) session.promoteNext(nowMs);
     if (!session.confirmed) {
       session.confirmed = true;
       this.#logger.info("session started", {

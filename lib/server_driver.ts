@@ -16,6 +16,7 @@ import { resolveHost, wildcardFor } from "./resolve.ts";
 import { ServerCore, type ServerLimits, type ServerOutbox } from "./server_core.ts";
 import { formatDrops } from "./stats.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
+import { LogThrottle } from "./throttle.ts";
 import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
 
 /** What starts a server. */
@@ -31,12 +32,15 @@ export interface ServerDriverOptions {
   readonly flowIdleTimeoutMs?: number;
   /** Target sockets per session at most. */
   readonly maxFlowsPerSession?: number;
+  /** Target sockets in all at most (each is a file descriptor). */
+  readonly maxTargetSockets?: number;
 }
 
 const RECEIVE_BUFFER_BYTES = 65536;
 const MAINTENANCE_INTERVAL_MS = 1000;
 const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 120_000;
 const DEFAULT_MAX_FLOWS_PER_SESSION = 256;
+const DEFAULT_MAX_TARGET_SOCKETS = 4096;
 
 /** One session flow's socket toward the target. */
 interface TargetFlow {
@@ -77,6 +81,8 @@ export class ServerDriver {
   readonly #flows = new Map<number, Map<number, TargetFlow>>();
   readonly #flowIdleTimeoutMs: number;
   readonly #maxFlowsPerSession: number;
+  readonly #maxTargetSockets: number;
+  readonly #logThrottle = new LogThrottle(10_000);
   readonly #loops = new Set<Promise<void>>();
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   readonly #timer = new DeadlineTimer(() => {
@@ -96,6 +102,7 @@ export class ServerDriver {
     this.#logger = options.logger;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#maxFlowsPerSession = options.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION;
+    this.#maxTargetSockets = options.maxTargetSockets ?? DEFAULT_MAX_TARGET_SOCKETS;
     this.core = new ServerCore({
       secret: options.secret,
       logger: options.logger,
@@ -269,15 +276,30 @@ export class ServerDriver {
     const existing = flows?.get(flowId);
     if (existing) return existing;
     if (this.#stopping) return undefined;
-    if (!flows) this.#flows.set(sessionId, flows = new Map());
-    if (flows.size >= this.#maxFlowsPerSession) {
+    if (
+      flows && flows.size >= this.#maxFlowsPerSession || this.flowCount >= this.#maxTargetSockets
+    ) {
       this.targetCounters.flowLimit++;
+      this.#logFlowRefusal("refused a new target socket: at the limit", {
+        perSession: this.#maxFlowsPerSession,
+        total: this.#maxTargetSockets,
+      });
       return undefined;
     }
+    let transport: DatagramTransport;
+    try {
+      transport = bindUdp({ hostname: wildcardFor(this.#target.hostname), port: 0 });
+    } catch (error) {
+      // Out of file descriptors or ports: this datagram is lost, the server and its sessions are not.
+      this.targetCounters.flowLimit++;
+      this.#logFlowRefusal("cannot open a target socket", { error: String(error) });
+      return undefined;
+    }
+    if (!flows) this.#flows.set(sessionId, flows = new Map());
     const flow: TargetFlow = {
       sessionId,
       flowId,
-      transport: bindUdp({ hostname: wildcardFor(this.#target.hostname), port: 0 }),
+      transport,
       lastActiveMs: performance.now(),
       closed: false,
     };
@@ -290,6 +312,11 @@ export class ServerDriver {
     });
     this.#track(this.#targetLoop(flow));
     return flow;
+  }
+
+  #logFlowRefusal(message: string, details: Record<string, unknown>): void {
+    const held = this.#logThrottle.allow(message, performance.now());
+    if (held !== undefined) this.#logger.warning(message, { ...details, repeats: held });
   }
 
   #closeFlow(flow: TargetFlow): void {

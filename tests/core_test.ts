@@ -8,6 +8,7 @@ import { deriveSecretKeys } from "../lib/handshake.ts";
 import { recordingLogger, silentLogger } from "../lib/log.ts";
 import { ServerCore, type ServerOutbox } from "../lib/server_core.ts";
 import type { UdpAddress } from "../lib/udp.ts";
+import { encodeReset } from "../lib/wire.ts";
 
 const SECRET = "correct horse battery staple 42";
 
@@ -71,6 +72,10 @@ function wire(pathCount: number, options: { clientSecret?: string; serverSecret?
           else state.client.receiveFromPath(pathIndex, datagram, now, clientOutbox);
         }
       }
+    },
+    /** Hands a datagram to the client at once, before anything in flight is delivered. */
+    injectToClient(pathIndex: number, datagram: Uint8Array) {
+      state.client.receiveFromPath(pathIndex, datagram, now, clientOutbox);
     },
     send(flowId: number, text: string) {
       state.client.sendFromApp(flowId, new TextEncoder().encode(text), now, clientOutbox);
@@ -181,4 +186,44 @@ Deno.test("with a secret, keys are renewed in the background without losing a da
   assert.ok(tunnel.client.counters.handshakesCompleted >= 3, "several rekeys in 300 s");
   assert.equal(tunnel.toTarget.length, sent);
   assert.equal(new Set(tunnel.toTarget.map((item) => text(item.payload))).size, sent);
+});
+
+Deno.test("a forged RESET does not stop the client's traffic, and duplicates nothing", () => {
+  const tunnel = wire(2, { clientSecret: SECRET, serverSecret: SECRET });
+  tunnel.send(1, "first");
+  tunnel.run(100);
+  // Anyone who saw the session id and key phase on the wire can forge this.
+  tunnel.injectToClient(0, encodeReset(tunnel.client.sessionId, 0)); // its handshake is in flight
+  const sentBefore = tunnel.client.paths[0].sent.datagrams;
+  for (let index = 0; index < 10; index++) tunnel.send(1, `after ${index}`);
+  assert.equal(tunnel.client.paths[0].sent.datagrams, sentBefore + 10, "sent at once, not queued");
+  tunnel.run(1000);
+  const delivered = tunnel.toTarget.map((item) => text(item.payload));
+  assert.deepEqual(delivered, [
+    "first",
+    ...Array.from({ length: 10 }, (_, index) => `after ${index}`),
+  ]);
+  assert.equal(tunnel.client.counters.handshakesCompleted, 2, "the RESET cost one handshake");
+});
+
+Deno.test("without a secret, replies sent across a re-handshake are all delivered", () => {
+  const tunnel = wire(1);
+  tunnel.send(1, "hello");
+  tunnel.run(100);
+  const sessionId = tunnel.toTarget[0].sessionId;
+  // The client hears nothing for a while (its path drops replies) and starts a new handshake…
+  tunnel.pathUp[0] = false;
+  tunnel.run(1700);
+  tunnel.pathUp[0] = true;
+  // …while the target keeps sending under the old keys before the new ones are confirmed.
+  for (let index = 0; index < 9; index++) {
+    tunnel.reply(sessionId, 1, `reply ${index}`);
+    tunnel.run(tunnel.now + 20);
+  }
+  tunnel.send(1, "confirm new keys");
+  tunnel.run(tunnel.now + 500);
+  for (let index = 9; index < 12; index++) tunnel.reply(sessionId, 1, `reply ${index}`);
+  tunnel.run(tunnel.now + 500);
+  const replies = tunnel.toApp.map((item) => text(item.payload));
+  assert.deepEqual(replies, Array.from({ length: 12 }, (_, index) => `reply ${index}`));
 });

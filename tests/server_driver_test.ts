@@ -1,0 +1,57 @@
+/**
+ * mpserver's driver on real loopback sockets: the limits on target sockets (each is a file
+ * descriptor) refuse new flows without harming the server or the flows it has.
+ */
+import assert from "node:assert/strict";
+import { ClientDriver } from "../lib/client_driver.ts";
+import { silentLogger } from "../lib/log.ts";
+import { ServerDriver } from "../lib/server_driver.ts";
+import { runUdpEcho } from "../lib/traffic.ts";
+import { bindUdp, type DatagramTransport } from "../lib/udp.ts";
+
+const LOCALHOST = "127.0.0.1";
+
+Deno.test("target sockets beyond the server-wide limit are refused and counted; the rest work", async () => {
+  const echo = runUdpEcho({ listen: { hostname: LOCALHOST, port: 0 } });
+  const server = await ServerDriver.start({
+    listen: [{ hostname: LOCALHOST, port: 0 }],
+    target: { hostname: LOCALHOST, port: echo.address.port },
+    logger: silentLogger,
+    maxTargetSockets: 4,
+  });
+  const client = await ClientDriver.start({
+    listen: { hostname: LOCALHOST, port: 0 },
+    paths: [{ host: LOCALHOST, port: server.listeners[0].localAddress.port }],
+    logger: silentLogger,
+  });
+  const applications: DatagramTransport[] = [];
+  try {
+    // Six applications: six flows, six target sockets wanted, four allowed.
+    for (let index = 0; index < 6; index++) {
+      applications.push(bindUdp({ hostname: LOCALHOST, port: 0 }));
+    }
+    const echoed: number[] = [];
+    const receivers = applications.map(async (application, index) => {
+      const buffer = new Uint8Array(2048);
+      try {
+        await application.receive(buffer);
+        echoed.push(index);
+      } catch { /* closed: this one got no echo */ }
+    });
+    for (const application of applications) {
+      await application.send(new TextEncoder().encode("hello"), client.listenAddress);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(server.flowCount, 4);
+    assert.equal(server.targetCounters.flowLimit, 2);
+    assert.deepEqual(echoed.sort(), [0, 1, 2, 3]);
+    for (const application of applications) application.close();
+    await Promise.all(receivers);
+  } finally {
+    for (const application of applications) application.close();
+    await client.stop();
+    await server.stop();
+    await echo.stop();
+  }
+});

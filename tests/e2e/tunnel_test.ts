@@ -12,6 +12,7 @@
  */
 
 import assert from "node:assert/strict";
+import { generateSecret } from "../../lib/secret.ts";
 import {
   formatSinkReport,
   formatStreamReport,
@@ -101,11 +102,13 @@ function startServer(
   stack: AsyncDisposableStack,
   port: number,
   targetPort: number,
+  env: Record<string, string> = {},
 ): ProcessHandle {
   return own(
     stack,
     denoScript("server.ts", [`${LOOPBACK}:${port}`, LOOPBACK, String(targetPort)], {
       name: "mpserver",
+      env,
     }),
   );
 }
@@ -115,8 +118,9 @@ function startClient(
   port: number,
   configFile: string,
   name = "mpclient",
+  env: Record<string, string> = {},
 ): ProcessHandle {
-  return own(stack, denoScript("client.ts", [`${LOOPBACK}:${port}`, configFile], { name }));
+  return own(stack, denoScript("client.ts", [`${LOOPBACK}:${port}`, configFile], { name, env }));
 }
 
 /** The ids of the processes whose parent is `pid` (from /proc, as socat's children are unknown). */
@@ -259,6 +263,8 @@ interface TunnelOptions {
   /** The first bridge's seed; the others get the next ones. */
   readonly seed?: number;
   readonly clientCount?: number;
+  /** Give both ends a fresh shared secret (through MPTUNNEL_SECRET). */
+  readonly secret?: boolean;
 }
 
 /** A running application → mpclient(s) → bridges → mpserver chain. */
@@ -293,7 +299,8 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
     bridgePorts.map((port) => `${LOOPBACK} ${port}\n`).join(""),
   );
 
-  const server = startServer(stack, serverPort, options.targetPort);
+  const env: Record<string, string> = options.secret ? { MPTUNNEL_SECRET: generateSecret() } : {};
+  const server = startServer(stack, serverPort, options.targetPort, env);
   const bridges = bridgePorts.map((port, index) => {
     if (bridgeKind === "socat") return startSocatBridge(stack, port, serverPort);
     const impairment = options.lossPercent === undefined
@@ -318,7 +325,7 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
     );
   }
   const clients = clientPorts.map((port, index) =>
-    startClient(stack, port, configFile, `mpclient ${index + 1}`)
+    startClient(stack, port, configFile, `mpclient ${index + 1}`, env)
   );
   for (const client of clients) await waitForClientReady(client, bridgeCount);
 
@@ -344,7 +351,7 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
     async killAndRestartServer() {
       tunnel.server.kill("SIGKILL");
       await tunnel.server.exited;
-      tunnel.server = startServer(stack, serverPort, options.targetPort);
+      tunnel.server = startServer(stack, serverPort, options.targetPort, env);
     },
     async killAndRestartClient(index) {
       tunnel.clients[index].kill("SIGKILL");
@@ -354,6 +361,7 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
         clientPorts[index],
         configFile,
         `mpclient ${index + 1}`,
+        env,
       );
     },
   };
@@ -503,76 +511,89 @@ async function streamAcross(
   return await streaming;
 }
 
-Deno.test("mpserver killed with SIGKILL and restarted mid-stream: traffic resumes within 1.5 s", async () => {
-  await using stack = new AsyncDisposableStack();
-  const target = startTarget(stack, { echo: true });
-  const tunnel = await startTunnel(stack, { targetPort: target.port, lossPercent: 20, seed: 301 });
+for (const secret of [false, true]) {
+  const keys = secret ? ", with a secret" : "";
+  Deno.test(`mpserver killed with SIGKILL and restarted mid-stream${keys}: traffic resumes within 1.5 s`, async () => {
+    await using stack = new AsyncDisposableStack();
+    const target = startTarget(stack, { echo: true });
+    const tunnel = await startTunnel(stack, {
+      targetPort: target.port,
+      lossPercent: 20,
+      seed: 301,
+      secret,
+    });
 
-  let restartMs = 0;
-  const stream = await streamAcross(tunnel, 5000, 1500, async () => {
-    const killedAt = performance.now();
-    await tunnel.killAndRestartServer();
-    await tunnel.server.waitForLine(/mpserver \S+ started/, STARTUP_TIMEOUT_MS);
-    restartMs = performance.now() - killedAt;
+    let restartMs = 0;
+    const stream = await streamAcross(tunnel, 5000, 1500, async () => {
+      const killedAt = performance.now();
+      await tunnel.killAndRestartServer();
+      await tunnel.server.waitForLine(/mpserver \S+ started/, STARTUP_TIMEOUT_MS);
+      restartMs = performance.now() - killedAt;
+    });
+    const arrived = arrivals(target, stream);
+    show(`mpserver SIGKILL + restart at 1.5 s of a 5 s stream (3 × 20 % loss${keys})`, [
+      `new mpserver printed "started" ${restartMs.toFixed(0)} ms after the kill`,
+      `longest silence at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
+      `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,
+      `target received ${arrived.received}/${stream.sent}, duplicates ${arrived.duplicates}; ` +
+      `replies ${stream.received}, duplicates ${stream.duplicates}`,
+      `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
+    ]);
+    // The new mpserver resets the old session; the client handshakes again under the same id.
+    const sessionId = tunnel.clients[0].output().match(/session established session=(\w+)/)?.[1];
+    assert.match(tunnel.clients[0].output(), /server does not know our session/);
+    assert.match(tunnel.server.output(), new RegExp(`session started session=${sessionId} `));
+    // The sink cannot see a silence that never ends: check that the stream's last datagrams arrived.
+    assert.ok(
+      arrived.highestSequence >= stream.sent - 100,
+      `last at the target: ${arrived.highestSequence}`,
+    );
+    assert.ok(arrived.longestSilenceMs <= 1500, `target silent ${arrived.longestSilenceMs} ms`);
+    assert.ok(stream.longestSilenceMs <= 1500, `replies silent ${stream.longestSilenceMs} ms`);
+    assert.equal(arrived.duplicates, 0, "duplicates at the target");
+    assert.equal(stream.duplicates, 0, "duplicates at the application");
   });
-  const arrived = arrivals(target, stream);
-  show("mpserver SIGKILL + restart at 1.5 s of a 5 s stream (3 × 20 % loss)", [
-    `new mpserver printed "started" ${restartMs.toFixed(0)} ms after the kill`,
-    `longest silence at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
-    `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,
-    `target received ${arrived.received}/${stream.sent}, duplicates ${arrived.duplicates}; ` +
-    `replies ${stream.received}, duplicates ${stream.duplicates}`,
-    `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
-  ]);
-  // The new mpserver resets the old session; the client handshakes again under the same id.
-  const sessionId = tunnel.clients[0].output().match(/session established session=(\w+)/)?.[1];
-  assert.match(tunnel.clients[0].output(), /server does not know our session/);
-  assert.match(tunnel.server.output(), new RegExp(`session started session=${sessionId} `));
-  // The sink cannot see a silence that never ends: check that the stream's last datagrams arrived.
-  assert.ok(
-    arrived.highestSequence >= stream.sent - 100,
-    `last at the target: ${arrived.highestSequence}`,
-  );
-  assert.ok(arrived.longestSilenceMs <= 1500, `target silent ${arrived.longestSilenceMs} ms`);
-  assert.ok(stream.longestSilenceMs <= 1500, `replies silent ${stream.longestSilenceMs} ms`);
-  assert.equal(arrived.duplicates, 0, "duplicates at the target");
-  assert.equal(stream.duplicates, 0, "duplicates at the application");
-});
 
-Deno.test("mpclient killed with SIGKILL and restarted mid-stream: a new session resumes within 1.5 s", async () => {
-  await using stack = new AsyncDisposableStack();
-  const target = startTarget(stack, { echo: true });
-  const tunnel = await startTunnel(stack, { targetPort: target.port, lossPercent: 20, seed: 401 });
+  Deno.test(`mpclient killed with SIGKILL and restarted mid-stream${keys}: a new session resumes within 1.5 s`, async () => {
+    await using stack = new AsyncDisposableStack();
+    const target = startTarget(stack, { echo: true });
+    const tunnel = await startTunnel(stack, {
+      targetPort: target.port,
+      lossPercent: 20,
+      seed: 401,
+      secret,
+    });
 
-  let restartMs = 0;
-  const stream = await streamAcross(tunnel, 5000, 1500, async () => {
-    const killedAt = performance.now();
-    await tunnel.killAndRestartClient(0);
-    await tunnel.clients[0].waitForLine(/mpclient \S+ started/, STARTUP_TIMEOUT_MS);
-    restartMs = performance.now() - killedAt;
+    let restartMs = 0;
+    const stream = await streamAcross(tunnel, 5000, 1500, async () => {
+      const killedAt = performance.now();
+      await tunnel.killAndRestartClient(0);
+      await tunnel.clients[0].waitForLine(/mpclient \S+ started/, STARTUP_TIMEOUT_MS);
+      restartMs = performance.now() - killedAt;
+    });
+    const arrived = arrivals(target, stream);
+    show(`mpclient SIGKILL + restart at 1.5 s of a 5 s stream (3 × 20 % loss${keys})`, [
+      `new mpclient printed "started" ${restartMs.toFixed(0)} ms after the kill`,
+      `longest silence at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
+      `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,
+      `target received ${arrived.received}/${stream.sent}, duplicates ${arrived.duplicates}; ` +
+      `replies ${stream.received}, duplicates ${stream.duplicates}`,
+      `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
+    ]);
+    const sessions = tunnel.server.output().match(/session started session=(\w+)/g) ?? [];
+    assert.equal(new Set(sessions).size, 2, `sessions at the server:\n${tunnel.server.output()}`);
+    assert.equal(target.sources.size, 2, "one target socket per session");
+    // The sink cannot see a silence that never ends: check that the stream's last datagrams arrived.
+    assert.ok(
+      arrived.highestSequence >= stream.sent - 100,
+      `last at the target: ${arrived.highestSequence}`,
+    );
+    assert.ok(arrived.longestSilenceMs <= 1500, `target silent ${arrived.longestSilenceMs} ms`);
+    assert.ok(stream.longestSilenceMs <= 1500, `replies silent ${stream.longestSilenceMs} ms`);
+    assert.equal(arrived.duplicates, 0, "duplicates at the target");
+    assert.equal(stream.duplicates, 0, "duplicates at the application");
   });
-  const arrived = arrivals(target, stream);
-  show("mpclient SIGKILL + restart at 1.5 s of a 5 s stream (3 × 20 % loss)", [
-    `new mpclient printed "started" ${restartMs.toFixed(0)} ms after the kill`,
-    `longest silence at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
-    `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,
-    `target received ${arrived.received}/${stream.sent}, duplicates ${arrived.duplicates}; ` +
-    `replies ${stream.received}, duplicates ${stream.duplicates}`,
-    `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
-  ]);
-  const sessions = tunnel.server.output().match(/session started session=(\w+)/g) ?? [];
-  assert.equal(new Set(sessions).size, 2, `sessions at the server:\n${tunnel.server.output()}`);
-  assert.equal(target.sources.size, 2, "one target socket per session");
-  // The sink cannot see a silence that never ends: check that the stream's last datagrams arrived.
-  assert.ok(
-    arrived.highestSequence >= stream.sent - 100,
-    `last at the target: ${arrived.highestSequence}`,
-  );
-  assert.ok(arrived.longestSilenceMs <= 1500, `target silent ${arrived.longestSilenceMs} ms`);
-  assert.ok(stream.longestSilenceMs <= 1500, `replies silent ${stream.longestSilenceMs} ms`);
-  assert.equal(arrived.duplicates, 0, "duplicates at the target");
-  assert.equal(stream.duplicates, 0, "duplicates at the application");
-});
+}
 
 Deno.test("two mpclients share the bridges and mpserver: each gets only its own replies", async () => {
   await using stack = new AsyncDisposableStack();

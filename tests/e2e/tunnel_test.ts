@@ -270,6 +270,7 @@ interface TunnelOptions {
 /** A running application → mpclient(s) → bridges → mpserver chain. */
 interface Tunnel {
   readonly serverPort: number;
+  readonly bridgePorts: readonly number[];
   readonly clientPorts: readonly number[];
   readonly configFile: string;
   server: ProcessHandle;
@@ -331,6 +332,7 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
 
   const tunnel: Tunnel = {
     serverPort,
+    bridgePorts,
     clientPorts,
     configFile,
     server,
@@ -459,6 +461,72 @@ Deno.test("3 mpbridges at 20 % loss each way: round-trip loss ≤ 3.2 %, no dupl
   assert.equal(arrived.duplicates, 0, "duplicates at the target");
   assert.equal(stream.corrupted + stream.foreign, 0, "corrupted or foreign replies");
   assert.ok(stream.lossRatio <= 0.032, `round-trip loss ${percent(stream.lost, stream.sent)}`);
+});
+
+/**
+ * Drops a random `percent` of what enters each bridge port and of what leaves it, with nftables on
+ * loopback (the standard scene's impairment, for bridges that have none of their own, like socat).
+ * Only these ports are touched; the table is deleted when the stack is disposed.
+ */
+async function dropAtBridgePorts(
+  stack: AsyncDisposableStack,
+  ports: readonly number[],
+  percent: number,
+): Promise<void> {
+  const table = `mptunnel_test_${Deno.pid}`;
+  const set = `{ ${ports.join(", ")} }`;
+  const rules = `table inet ${table} {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    udp dport ${set} numgen random mod 100 < ${percent} drop
+    udp sport ${set} numgen random mod 100 < ${percent} drop
+  }
+}
+`;
+  const nft = (args: string[], input?: string) => {
+    const child = new Deno.Command("nft", {
+      args,
+      stdin: input ? "piped" : "null",
+      stderr: "piped",
+    })
+      .spawn();
+    if (input) {
+      const writer = child.stdin.getWriter();
+      void writer.write(new TextEncoder().encode(input)).then(() => writer.close());
+    }
+    return child.output();
+  };
+  const added = await nft(["-f", "-"], rules);
+  assert.ok(added.success, `nft: ${new TextDecoder().decode(added.stderr)}`);
+  stack.defer(async () => {
+    await nft(["delete", "table", "inet", table]);
+  });
+}
+
+Deno.test("3 socat bridges with nftables dropping 20 % each way: forward loss ≤ 1.6 %, no duplicates", async () => {
+  if (!requireTool("socat") || !requireTool("nft")) return;
+  await using stack = new AsyncDisposableStack();
+  const target = startTarget(stack, { echo: false });
+  const tunnel = await startTunnel(stack, { targetPort: target.port, bridgeKind: "socat" });
+  await dropAtBridgePorts(stack, tunnel.bridgePorts, 20);
+
+  const stream = await runTrafficStream({
+    target: streamTo(tunnel.clientPorts[0]),
+    ...LOSSY_STREAM,
+    drainMs: 0,
+  });
+  await target.sink.waitForReceived(stream.sent, 500, stream.streamId);
+  const arrived = arrivals(target, stream);
+  const lost = stream.sent - arrived.received;
+  show("forward, 3 × 20 % loss (socat bridges, nftables numgen drop on their ports)", [
+    `sent ${stream.sent} × 1000 B, target received ${arrived.received}, lost ${lost} ` +
+    `(${percent(lost, stream.sent)}), duplicates ${arrived.duplicates}`,
+    `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
+  ]);
+  assert.ok(stream.sent >= 5000, `sent only ${stream.sent}`);
+  assert.ok(lost / stream.sent <= 0.016, `forward loss ${percent(lost, stream.sent)}`);
+  assert.ok(lost > 0, "the nftables rules dropped nothing: the loss was not applied");
+  assert.equal(arrived.duplicates, 0, "duplicates at the target");
 });
 
 Deno.test("socat works as a bridge: 3 socat relays without loss lose and duplicate nothing", async () => {

@@ -7,8 +7,8 @@
 
 import { formatHostPort, parseHostPort } from "./lib/address.ts";
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
-import { ClientDriver, type ClientPathTarget } from "./lib/client_driver.ts";
-import { DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
+import { ClientDriver, type ClientPathTarget, type ClientScheduling } from "./lib/client_driver.ts";
+import { type ClientTiming, DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
 import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
 import type { Logger } from "./lib/log.ts";
 import {
@@ -92,16 +92,12 @@ function checkSupported(config: ClientConfig, configFile: string | undefined): v
       "no listen port: give [HOST:]PORT before the file, --listen, or a listen line",
     );
   }
-  if (config.mode !== undefined && config.mode !== "redundant") notYet(`mode ${config.mode}`);
-  if (config.targetLossPercent !== undefined) notYet("target-loss");
-  if (config.fec !== undefined) notYet("fec");
   if (config.uplinksAuto !== undefined) notYet("uplinks auto");
   if (config.excludeInterfaces.length > 0) notYet("exclude");
   if (config.forwards.length > 0) notYet("forward");
   if (config.socks5 !== undefined) notYet("socks5");
   for (const path of config.paths) {
     if (path.device !== undefined) notYet(`the path option "dev" (line ${path.line})`);
-    if (path.rateBitsPerSecond !== undefined) notYet(`the path option "rate" (line ${path.line})`);
   }
 }
 
@@ -126,9 +122,8 @@ export async function main(args: readonly string[]): Promise<void> {
     paths: pathTargets(config),
     secret: secret?.keys,
     logger,
-    timing: config.rekeyIntervalMs === undefined
-      ? undefined
-      : { rekeyIntervalMs: config.rekeyIntervalMs },
+    timing: timingOf(config),
+    scheduling: schedulingOf(config),
   }).catch((error) => {
     const unusable = error instanceof Deno.errors.AddrInUse ||
       error instanceof Deno.errors.AddrNotAvailable ||
@@ -177,13 +172,42 @@ export async function main(args: readonly string[]): Promise<void> {
 
 /** The driver's view of the configured paths. */
 function pathTargets(config: ClientConfig): ClientPathTarget[] {
+  // A `rate` sets a path's share in balance mode; paths without one count as the mean rate.
+  const rates = config.paths.flatMap((path) => path.rateBitsPerSecond ?? []);
+  const meanRate = rates.length === 0 ? 0 : rates.reduce((a, b) => a + b, 0) / rates.length;
   return config.paths.map((path) => ({
     host: path.host,
     port: path.port,
     label: path.name,
     fromAddress: path.fromAddress,
     backup: path.backup,
+    weight: rates.length === 0
+      ? path.weight
+      : Math.max(1, Math.round((path.rateBitsPerSecond ?? meanRate) / RATE_PER_WEIGHT_UNIT)),
   }));
+}
+
+/** Rates become balance weights in units of 100 kbit/s. */
+const RATE_PER_WEIGHT_UNIT = 100_000;
+
+/** The scheduling settings of a configuration, as the driver takes them. */
+function schedulingOf(config: ClientConfig): ClientScheduling {
+  return {
+    mode: config.mode ?? "redundant",
+    targetLossRatio: config.targetLossPercent === undefined
+      ? undefined
+      : config.targetLossPercent / 100,
+    fec: config.fec,
+    reorderTimeoutMs: config.reorderTimeoutMs,
+  };
+}
+
+/** The timing settings of a configuration. */
+function timingOf(config: ClientConfig): Partial<ClientTiming> {
+  return {
+    ...(config.rekeyIntervalMs === undefined ? {} : { rekeyIntervalMs: config.rekeyIntervalMs }),
+    ...(config.pathDownAfterMs === undefined ? {} : { pathDownAfterMs: config.pathDownAfterMs }),
+  };
 }
 
 /**
@@ -214,7 +238,13 @@ async function reloadClient(
   const { added, removed } = await driver.reconfigure(pathTargets(next));
   driver.core.setTiming({
     rekeyIntervalMs: next.rekeyIntervalMs ?? DEFAULT_CLIENT_TIMING.rekeyIntervalMs,
+    pathDownAfterMs: next.pathDownAfterMs ?? DEFAULT_CLIENT_TIMING.pathDownAfterMs,
   });
+  if (JSON.stringify(schedulingOf(next)) !== JSON.stringify(schedulingOf(running))) {
+    logger.warning(
+      "mode, target-loss, fec or reorder-timeout changed; they take effect after a restart",
+    );
+  }
   logger.info("configuration reloaded", { pathsAdded: added, pathsRemoved: removed });
   return {
     ...next,

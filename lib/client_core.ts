@@ -4,7 +4,8 @@
  * which application flow. The driver (`lib/client_driver.ts`) owns the sockets and the timer.
  *
  * Life of a session: a random session id; a handshake (INIT on every path, retried until a RESPONSE
- * comes back); then sealed DATA on every live path (redundant mode). The server answering RESET (it
+ * comes back); then sealed DATA on the paths the scheduling mode picks (`lib/scheduler.ts`: every
+ * live path, the fewest good enough, one in turn, or FEC shards in turn). The server answering RESET (it
  * restarted and lost the session) or falling silent starts a new handshake on the same session id;
  * with a secret, a new handshake also runs every {@link ClientTiming.rekeyIntervalMs}. While a
  * handshake is pending, application datagrams wait in a short queue instead of being lost.
@@ -17,6 +18,24 @@ import {
   type SecretKeys,
 } from "./handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "./key_phase.ts";
+import {
+  chooseFecParameters,
+  FecDecoder,
+  FecEncoder,
+  type FecParameters,
+  type FecShard,
+} from "./fec.ts";
+import { ReorderBuffer } from "./reorder.ts";
+import {
+  adaptivePathCount,
+  falseDownProbability,
+  probeIntervalMs,
+  RateMeter,
+  type SchedulingMode,
+  silenceLimitMs,
+  UNKNOWN_LOSS_RATIO,
+  WeightedRoundRobin,
+} from "./scheduler.ts";
 import { assertNever } from "./assert.ts";
 import type { Logger } from "./log.ts";
 import { ClientPath, type PathState } from "./path.ts";
@@ -25,12 +44,13 @@ import { LogThrottle } from "./throttle.ts";
 import type { SendErrorKind } from "./udp.ts";
 import {
   decodeMessage,
-  decodeProbeBody,
+  decodeProbeEcho,
   decodeProbeReplyCount,
   encodeProbeBody,
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
   NoticeCode,
+  type PathAdvice,
   type SealedMessage,
   TUNNEL_OVERHEAD_BYTES,
 } from "./wire.ts";
@@ -43,8 +63,13 @@ export interface ClientTiming {
   readonly probeIntervalMs: number;
   /** A path silent for longer than a probe interval is probed this often, to tell loss from death. */
   readonly quietProbeIntervalMs: number;
-  /** A path not heard from for this long is marked down. */
+  /**
+   * A path not heard from for this long is marked down, at most. On a busy tunnel probes go out up to
+   * every 100 ms and a path is down after as few missed probes as its measured loss allows.
+   */
   readonly pathDownAfterMs: number;
+  /** ... but never sooner than this. */
+  readonly minPathDownAfterMs: number;
   /** Nothing authentic from the server on any path for this long starts a new handshake. */
   readonly serverSilenceMs: number;
   /** With a secret, a new handshake (fresh keys) runs this often. */
@@ -59,6 +84,7 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
   probeIntervalMs: 500,
   quietProbeIntervalMs: 150,
   pathDownAfterMs: 2000,
+  minPathDownAfterMs: 250,
   serverSilenceMs: 1500,
   rekeyIntervalMs: 120_000,
   previousKeysGraceMs: 10_000,
@@ -72,6 +98,19 @@ const RESET_HANDSHAKE_SPACING_MS = 1000;
 
 /** A redundant copy counts as a sign of life on its path when this close to the newest number. */
 const RECENT_DUPLICATE_SPAN = 256;
+
+/** Adaptive mode's loss target when none is configured: 0.1 %. */
+export const DEFAULT_TARGET_LOSS_RATIO = 0.001;
+
+/** Adaptive path sets and automatic FEC parameters are recomputed this often. */
+const ADAPTIVE_REFRESH_MS = 100;
+const FEC_REFRESH_MS = 1000;
+
+/** A path that went down counts as unreliable in adaptive mode for this long. */
+const FLAP_MEMORY_MS = 30_000;
+
+/** Loss assumed for FEC's automatic choice before anything is measured. */
+const FEC_INITIAL_LOSS_RATIO = 0.1;
 
 /** How the client core hands work to its driver. */
 export interface ClientOutbox {
@@ -93,6 +132,16 @@ export interface ClientCoreOptions {
   readonly pathLabels: readonly string[];
   /** Per path, true for a backup path: used only while no other path is up. */
   readonly backupPaths?: readonly boolean[];
+  /** Per path, its share in balance mode (default 1). */
+  readonly pathWeights?: readonly number[];
+  /** How datagrams are spread over the paths (default redundant). */
+  readonly mode?: SchedulingMode;
+  /** Adaptive mode and automatic FEC aim for residual loss below this (default 0.001). */
+  readonly targetLossRatio?: number;
+  /** FEC group shape, or chosen from the measured loss (default). */
+  readonly fec?: FecParameters | "auto";
+  /** Hold datagrams that overtake an earlier one of their flow at most this long (0: never). */
+  readonly reorderTimeoutMs?: number;
   /** Derived from the shared secret; undefined runs unauthenticated and unencrypted. */
   readonly secret?: SecretKeys;
   readonly logger: Logger;
@@ -113,6 +162,8 @@ export interface ClientCounters {
   readonly toApp: { datagrams: number; bytes: number };
   /** Redundant copies dropped by the window (expected in redundant mode, not an error). */
   duplicates: number;
+  /** Datagrams from the server rebuilt from FEC parity. */
+  fecRecovered: number;
   handshakesCompleted: number;
   readonly drops: Record<DropReason, number>;
 }
@@ -128,9 +179,35 @@ export class ClientCore {
     fromApp: createTrafficCounters(),
     toApp: createTrafficCounters(),
     duplicates: 0,
+    fecRecovered: 0,
     handshakesCompleted: 0,
     drops: createDropCounters(),
   };
+  readonly mode: SchedulingMode;
+  readonly #targetLossRatio: number;
+  readonly #fecSetting: FecParameters | "auto";
+  readonly #reorderTimeoutMs: number;
+  /** Paths that may carry data now (backup rule applied); rebuilt when a path changes state. */
+  #candidates: ClientPath[] = [];
+  #candidatesStale = true;
+  #adaptiveSet: ClientPath[] = [];
+  #adaptiveComputedMs = -Infinity;
+  readonly #roundRobin = new WeightedRoundRobin();
+  readonly #pickKeys: number[] = [];
+  readonly #pickWeights: number[] = [];
+  readonly #dataRate = new RateMeter();
+  readonly #flowSequences = new Map<number, number>();
+  readonly #reorderBuffers = new Map<number, ReorderBuffer>();
+  #fecEncoder: FecEncoder | undefined;
+  #fecDecoder: FecDecoder | undefined;
+  #fecComputedMs = -Infinity;
+  /** What the server is asked to use for its FEC groups toward us. */
+  #downstreamFec: FecParameters = { dataShards: 0, parityShards: 0 };
+  #deliveringOutbox: ClientOutbox | undefined;
+  /** How often each path is probed now: faster while the tunnel is busy. */
+  #probeIntervalMs: number;
+  /** When probing last sped up: silence before it was judged at the slower pace. */
+  #silenceCountsFromMs = -Infinity;
   readonly #secret: SecretKeys | undefined;
   readonly #logger: Logger;
   #timing: ClientTiming;
@@ -156,12 +233,23 @@ export class ClientCore {
   constructor(options: ClientCoreOptions) {
     this.sessionId = options.sessionId ?? randomSessionId();
     this.#pathsByIndex = options.pathLabels.map((label, index) =>
-      new ClientPath(index, label, options.backupPaths?.[index] ?? false)
+      new ClientPath(
+        index,
+        label,
+        options.backupPaths?.[index] ?? false,
+        options.pathWeights?.[index] ?? 1,
+      )
     );
     this.paths = [...this.#pathsByIndex] as ClientPath[];
     this.#secret = options.secret;
     this.#logger = options.logger;
     this.#timing = { ...DEFAULT_CLIENT_TIMING, ...options.timing };
+    this.mode = options.mode ?? "redundant";
+    this.#targetLossRatio = options.targetLossRatio ?? DEFAULT_TARGET_LOSS_RATIO;
+    this.#fecSetting = options.fec ?? "auto";
+    this.#reorderTimeoutMs = options.reorderTimeoutMs ?? 0;
+    this.#probeIntervalMs = this.#timing.probeIntervalMs;
+    for (const path of this.#pathsByIndex) path!.silenceLimitMs = this.#timing.pathDownAfterMs;
   }
 
   /** `connecting` until the first handshake completes. */
@@ -185,6 +273,7 @@ export class ClientCore {
     }
     this.counters.fromApp.datagrams++;
     this.counters.fromApp.bytes += payload.length;
+    this.#dataRate.count(nowMs);
     if (!this.#current) {
       if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
         this.#queue.shift();
@@ -198,15 +287,7 @@ export class ClientCore {
     if (this.#sentSinceReset && this.#sentSinceReset.length < PENDING_QUEUE_LIMIT) {
       this.#sentSinceReset.push({ flowId, payload: payload.slice() });
     }
-    const datagram = sealMessage(
-      this.#current,
-      this.sessionId,
-      "data",
-      flowId,
-      payload,
-      outbox.scratch,
-    );
-    this.#sendOnLivePaths(datagram, outbox);
+    this.#sendData(flowId, payload, outbox.scratch, nowMs, outbox);
   }
 
   /** Handles a datagram that arrived on path `pathIndex`. */
@@ -230,6 +311,7 @@ export class ClientCore {
     switch (message.type) {
       case "data":
       case "probe-reply":
+      case "fec":
         this.#receiveSealed(path, message, datagram.length, nowMs, outbox);
         return;
       case "response":
@@ -285,10 +367,12 @@ export class ClientCore {
    * Adds a path (on a configuration reload); it is probed at once and carries data as soon as it is
    * heard. Returns its index, which the driver uses for its socket.
    */
-  addPath(label: string, backup = false): number {
-    const path = new ClientPath(this.#pathsByIndex.length, label, backup);
+  addPath(label: string, backup = false, weight = 1): number {
+    const path = new ClientPath(this.#pathsByIndex.length, label, backup, weight);
+    path.silenceLimitMs = this.#timing.pathDownAfterMs;
     this.#pathsByIndex.push(path);
     this.paths = [...this.paths, path];
+    this.#pathsChanged();
     this.#logger.info("path added", { path: label, backup });
     return path.index;
   }
@@ -299,6 +383,8 @@ export class ClientCore {
     if (!path) return;
     this.#pathsByIndex[pathIndex] = undefined;
     this.paths = this.paths.filter((known) => known !== path);
+    this.#roundRobin.forget(pathIndex);
+    this.#pathsChanged();
     this.#logger.info("path removed", { path: path.label });
   }
 
@@ -332,11 +418,33 @@ export class ClientCore {
     if (this.#previous && nowMs - this.#current!.createdMs >= timing.previousKeysGraceMs) {
       this.#previous = undefined;
     }
+    const intervalMs = probeIntervalMs(this.#dataRate.perSecond(nowMs), timing.probeIntervalMs);
+    // Silence is judged against the probing in force while it lasted: after a speed-up, from now.
+    if (intervalMs < this.#probeIntervalMs) this.#silenceCountsFromMs = nowMs;
+    this.#probeIntervalMs = intervalMs;
     for (const path of this.paths) {
-      if (path.state === "up" && nowMs - path.lastHeardMs >= timing.pathDownAfterMs) {
+      path.silenceLimitMs = silenceLimitMs({
+        probeIntervalMs: this.#probeIntervalMs,
+        roundTripLossRatio: path.roundTripLossEstimate(nowMs),
+        smoothedRttMs: path.smoothedRttMs,
+        rttVarianceMs: path.rttVarianceMs,
+        floorMs: timing.minPathDownAfterMs,
+        ceilingMs: timing.pathDownAfterMs,
+        falseDownProbability: falseDownProbability(this.mode),
+      });
+      // The same sum as in nextDeadlineMs, so rounding cannot leave a deadline that never fires.
+      if (path.state === "up" && nowMs >= this.#silenceEndsMs(path)) {
         this.#setPathState(path, "down", nowMs);
       }
       if (this.#current && nowMs >= this.#nextProbeMs(path)) this.#sendProbe(path, nowMs, outbox);
+    }
+    if (this.#current && this.#fecEncoder) {
+      this.#sendShards(this.#fecEncoder.flush(nowMs), outbox);
+    }
+    for (const [flowId, buffer] of this.#reorderBuffers) {
+      this.#deliveringOutbox = outbox;
+      this.#deliveringFlowId = flowId;
+      buffer.flush(nowMs, this.#deliverHeld);
     }
   }
 
@@ -357,19 +465,90 @@ export class ClientCore {
         deadline = Math.min(deadline, this.#current.createdMs + timing.previousKeysGraceMs);
       }
       for (const path of this.paths) deadline = Math.min(deadline, this.#nextProbeMs(path));
+      deadline = Math.min(deadline, this.#fecEncoder?.nextDeadlineMs() ?? Infinity);
     }
     for (const path of this.paths) {
-      if (path.state === "up") {
-        deadline = Math.min(deadline, path.lastHeardMs + timing.pathDownAfterMs);
-      }
+      if (path.state === "up") deadline = Math.min(deadline, this.#silenceEndsMs(path));
+    }
+    for (const buffer of this.#reorderBuffers.values()) {
+      deadline = Math.min(deadline, buffer.nextDeadlineMs() ?? Infinity);
     }
     return deadline === Infinity ? undefined : deadline;
   }
 
-  #sendOnLivePaths(datagram: Uint8Array, outbox: ClientOutbox): void {
-    // Redundant mode: every primary path that is not known to be down. Backup paths join only when
-    // no primary path is live; and when no path at all is live, all are tried, since any might be
-    // the one that works.
+  /** Seals one application datagram and sends it where the mode says. */
+  #sendData(
+    flowId: number,
+    payload: Uint8Array,
+    out: Uint8Array,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
+    const current = this.#current!;
+    if (this.mode === "fec") {
+      this.#refreshFec(nowMs);
+      this.#sendShards(this.#fecEncoder!.add(flowId, payload, nowMs), outbox);
+      return;
+    }
+    const flowSequence = this.#flowSequences.get(flowId) ?? 0;
+    this.#flowSequences.set(flowId, (flowSequence + 1) & 0xffff);
+    const datagram = sealMessage(
+      current,
+      this.sessionId,
+      "data",
+      flowId,
+      payload,
+      out,
+      flowSequence,
+    );
+    switch (this.mode) {
+      case "redundant":
+        for (const path of this.#dataCandidates()) this.#sendSealed(path, datagram, outbox);
+        return;
+      case "adaptive":
+        for (const path of this.#adaptivePaths(nowMs)) this.#sendSealed(path, datagram, outbox);
+        return;
+      case "balance": {
+        const path = this.#pickPath(true);
+        if (path) this.#sendSealed(path, datagram, outbox);
+        return;
+      }
+      default:
+        return assertNever(this.mode);
+    }
+  }
+
+  /** Seals FEC shards, each into a buffer of its own (they all go out before any send settles). */
+  #sendShards(shards: readonly FecShard[], outbox: ClientOutbox): void {
+    for (const shard of shards) {
+      const out = new Uint8Array(shard.body.length + TUNNEL_OVERHEAD_BYTES);
+      const datagram = sealMessage(
+        this.#current!,
+        this.sessionId,
+        "fec",
+        shard.flowId,
+        shard.body,
+        out,
+      );
+      const path = this.#pickPath(false);
+      if (path) this.#sendSealed(path, datagram, outbox);
+    }
+  }
+
+  #sendSealed(path: ClientPath, datagram: Uint8Array, outbox: ClientOutbox): void {
+    path.sealedSent++;
+    path.sent.datagrams++;
+    path.sent.bytes += datagram.length;
+    outbox.sendOnPath(path.index, datagram);
+  }
+
+  /**
+   * The paths that may carry data: every primary path not known to be down; backup paths only when
+   * no primary path is live; and when no path at all is live, all of them, since any might be the
+   * one that works.
+   */
+  #dataCandidates(): ClientPath[] {
+    if (!this.#candidatesStale) return this.#candidates;
     let primaryLive = false;
     let backupLive = false;
     for (const path of this.paths) {
@@ -377,18 +556,133 @@ export class ClientCore {
       if (path.backup) backupLive = true;
       else primaryLive = true;
     }
-    for (const path of this.paths) {
-      const wanted = primaryLive
+    this.#candidates = this.paths.filter((path) =>
+      primaryLive
         ? !path.backup && path.state !== "down"
         : backupLive
         ? path.backup && path.state !== "down"
-        : true;
-      if (!wanted) continue;
-      path.sealedSent++;
-      path.sent.datagrams++;
-      path.sent.bytes += datagram.length;
-      outbox.sendOnPath(path.index, datagram);
+        : true
+    );
+    this.#candidatesStale = false;
+    return this.#candidates;
+  }
+
+  /**
+   * One path for the next datagram (balance, weighted) or shard (fec, in turn): among the
+   * candidates, only those heard from once any is.
+   */
+  #pickPath(weighted: boolean): ClientPath | undefined {
+    const candidates = this.#dataCandidates();
+    let anyUp = false;
+    for (const path of candidates) anyUp ||= path.state === "up";
+    let count = 0;
+    for (const path of candidates) {
+      if (anyUp && path.state !== "up") continue;
+      this.#pickKeys[count] = path.index;
+      this.#pickWeights[count] = weighted ? balanceWeight(path) : 1;
+      count++;
     }
+    const chosen = this.#roundRobin.pick(this.#pickKeys, this.#pickWeights, count);
+    return chosen < 0 ? undefined : this.#pathsByIndex[this.#pickKeys[chosen]];
+  }
+
+  /** Adaptive mode's paths toward the server, recomputed every 100 ms or when a path changes. */
+  #adaptivePaths(nowMs: number): ClientPath[] {
+    if (nowMs - this.#adaptiveComputedMs < ADAPTIVE_REFRESH_MS) return this.#adaptiveSet;
+    this.#adaptiveComputedMs = nowMs;
+    this.#adaptiveSet = fewestGoodEnough(
+      this.#dataCandidates(),
+      (path) => upstreamLossRatio(path, nowMs),
+      this.#targetLossRatio,
+    );
+    return this.#adaptiveSet;
+  }
+
+  /** Chooses the FEC groups' shape in each direction (fixed, or from the measured loss). */
+  #refreshFec(nowMs: number): void {
+    if (this.#fecEncoder && nowMs - this.#fecComputedMs < FEC_REFRESH_MS) return;
+    this.#fecComputedMs = nowMs;
+    const setting = this.#fecSetting;
+    const candidates = this.#dataCandidates();
+    const upstream = setting === "auto"
+      ? chooseFecParameters(
+        meanLossRatio(
+          candidates,
+          (path) => path.lossToServerRatio ?? path.roundTripLossRatio(nowMs),
+        ),
+        this.#targetLossRatio,
+      )
+      : setting;
+    this.#downstreamFec = setting === "auto"
+      ? chooseFecParameters(
+        meanLossRatio(candidates, (path) =>
+          path.lossFromServerRatio(nowMs) ?? path.roundTripLossRatio(nowMs)),
+        this.#targetLossRatio,
+      )
+      : setting;
+    if (!this.#fecEncoder) {
+      this.#fecEncoder = new FecEncoder(upstream);
+    } else {
+      this.#fecEncoder.setParameters(upstream);
+    }
+  }
+
+  /** What the server is asked to do with its datagrams toward us on `path`. */
+  #adviceFor(path: ClientPath, nowMs: number): PathAdvice {
+    if (this.mode === "fec") this.#refreshFec(nowMs);
+    const candidates = this.#dataCandidates();
+    let carryData = candidates.includes(path);
+    if (carryData && this.mode === "balance") {
+      carryData = path.state === "up" || !candidates.some((known) => known.state === "up");
+    } else if (carryData && this.mode === "adaptive") {
+      carryData = fewestGoodEnough(
+        candidates,
+        (known) => downstreamLossRatio(known, nowMs),
+        this.#targetLossRatio,
+      ).includes(path);
+    }
+    return {
+      mode: this.mode,
+      carryData,
+      weight: path.weight,
+      reorderTimeoutMs: this.#reorderTimeoutMs,
+      fecDataShards: this.#downstreamFec.dataShards,
+      fecParityShards: this.#downstreamFec.parityShards,
+    };
+  }
+
+  /** Hands a datagram from the server to the application, through its flow's reorder buffer. */
+  #deliver(
+    flowId: number,
+    flowSequence: number,
+    payload: Uint8Array,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
+    if (this.#reorderTimeoutMs <= 0) {
+      this.#deliverNow(flowId, payload, outbox);
+      return;
+    }
+    let buffer = this.#reorderBuffers.get(flowId);
+    if (!buffer) {
+      buffer = new ReorderBuffer(this.#reorderTimeoutMs);
+      this.#reorderBuffers.set(flowId, buffer);
+    }
+    this.#deliveringOutbox = outbox;
+    this.#deliveringFlowId = flowId;
+    buffer.push(flowSequence, payload, nowMs, this.#deliverHeld);
+  }
+
+  #deliveringFlowId = 0;
+  /** The reorder buffers' delivery callback, made once (not a closure per datagram). */
+  readonly #deliverHeld = (payload: Uint8Array): void => {
+    this.#deliverNow(this.#deliveringFlowId, payload, this.#deliveringOutbox!);
+  };
+
+  #deliverNow(flowId: number, payload: Uint8Array, outbox: ClientOutbox): void {
+    this.counters.toApp.datagrams++;
+    this.counters.toApp.bytes += payload.length;
+    outbox.deliverToApp(flowId, payload);
   }
 
   #receiveSealed(
@@ -428,12 +722,24 @@ export class ClientCore {
     this.#heard(path, datagramBytes, nowMs);
     this.#lastHeardFromServerMs = nowMs;
     if (message.type === "data") {
-      this.counters.toApp.datagrams++;
-      this.counters.toApp.bytes += opened.body.length;
-      outbox.deliverToApp(message.flowId, opened.body);
+      this.#dataRate.count(nowMs);
+      this.#deliver(message.flowId, message.flowSequence, opened.body, nowMs, outbox);
       return;
     }
-    const probe = decodeProbeBody(opened.body);
+    if (message.type === "fec") {
+      this.#dataRate.count(nowMs);
+      this.#fecDecoder ??= new FecDecoder();
+      for (const delivery of this.#fecDecoder.receive(message.flowId, opened.body, nowMs)) {
+        if (delivery.recovered) this.counters.fecRecovered++;
+        this.#deliverNow(delivery.flowId, delivery.payload, outbox);
+      }
+      return;
+    }
+    if (message.type === "probe") {
+      this.counters.drops.unexpected++;
+      return;
+    }
+    const probe = decodeProbeEcho(opened.body);
     if (!probe || probe.pathIndex !== path.index || probe.sentAtMs > nowMs) {
       this.counters.drops.malformed++;
       return;
@@ -519,10 +825,9 @@ export class ClientCore {
     if (this.#sentSinceReset && !message.sessionContinued) queued.push(...this.#sentSinceReset);
     this.#sentSinceReset = undefined;
     for (const { flowId, payload } of queued) {
-      const copy = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
       // Each queued datagram gets its own buffer: they are all sent before any send settles.
-      const sealed = sealMessage(this.#current, this.sessionId, "data", flowId, payload, copy);
-      this.#sendOnLivePaths(sealed, outbox);
+      const out = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
+      this.#sendData(flowId, payload, out, nowMs, outbox);
     }
   }
 
@@ -552,9 +857,10 @@ export class ClientCore {
 
   /** When the next PROBE is due on `path`: sooner once it has been quiet for a probe interval. */
   #nextProbeMs(path: ClientPath): number {
-    const timing = this.#timing;
-    const quiet = path.lastProbeSentMs - path.lastHeardMs > timing.probeIntervalMs;
-    return path.lastProbeSentMs + (quiet ? timing.quietProbeIntervalMs : timing.probeIntervalMs);
+    const intervalMs = this.#probeIntervalMs;
+    const quiet = path.lastProbeSentMs - path.lastHeardMs > intervalMs;
+    return path.lastProbeSentMs +
+      (quiet ? Math.min(intervalMs, this.#timing.quietProbeIntervalMs) : intervalMs);
   }
 
   #sendProbe(path: ClientPath, nowMs: number, outbox: ClientOutbox): void {
@@ -564,6 +870,7 @@ export class ClientCore {
       pathIndex: path.index,
       probeId: path.nextProbeId++,
       sentAtMs: nowMs,
+      advice: this.#adviceFor(path, nowMs),
     });
     const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
     path.noteProbeSent(path.nextProbeId - 1, nowMs);
@@ -584,7 +891,9 @@ export class ClientCore {
   #setPathState(path: ClientPath, state: PathState, nowMs: number): void {
     const previous = path.state;
     path.state = state;
+    this.#pathsChanged();
     if (state === "down") {
+      path.lastDownMs = nowMs;
       this.#logger.warning("path down", {
         path: path.label,
         silentMs: Math.round(nowMs - path.lastHeardMs),
@@ -594,6 +903,17 @@ export class ClientCore {
     } else {
       this.#logger.info("path up", { path: path.label });
     }
+  }
+
+  /** When `path`, silent since it was last heard, is to be marked down. */
+  #silenceEndsMs(path: ClientPath): number {
+    return Math.max(path.lastHeardMs, this.#silenceCountsFromMs) + path.silenceLimitMs;
+  }
+
+  /** The set of paths that may carry data changed: recompute what depends on it. */
+  #pathsChanged(): void {
+    this.#candidatesStale = true;
+    this.#adaptiveComputedMs = -Infinity;
   }
 
   #logNotice(code: number, path: ClientPath, nowMs: number): void {
@@ -618,6 +938,61 @@ export class ClientCore {
     const held = this.#logThrottle.allow(reason, nowMs);
     if (held !== undefined) this.#logger.warning(message, { ...details, repeats: held });
   }
+}
+
+/** A path's share in balance mode: its weight, less as it loses more (loss is a sign of overload). */
+function balanceWeight(path: ClientPath): number {
+  return path.weight * Math.max(0.05, 1 - 2 * (path.lossToServerRatio ?? 0));
+}
+
+/** The best estimate of a path's loss toward the server, for adaptive mode. */
+function upstreamLossRatio(path: ClientPath, nowMs: number): number {
+  const measured = path.lossToServerRatio ?? path.roundTripLossEstimate(nowMs) ??
+    UNKNOWN_LOSS_RATIO;
+  return distrustFlapping(path, measured, nowMs);
+}
+
+/** The best estimate of a path's loss from the server, for adaptive mode. */
+function downstreamLossRatio(path: ClientPath, nowMs: number): number {
+  const measured = path.lossFromServerRatio(nowMs) ?? path.roundTripLossEstimate(nowMs) ??
+    UNKNOWN_LOSS_RATIO;
+  return distrustFlapping(path, measured, nowMs);
+}
+
+/**
+ * A path that went down lately may go again, and a datagram sent only there would be lost until it
+ * is noticed: for a while it counts as no better than an unknown one, so adaptive mode leans on
+ * steadier paths and uses this one only alongside them.
+ */
+function distrustFlapping(path: ClientPath, lossRatio: number, nowMs: number): number {
+  return nowMs - path.lastDownMs < FLAP_MEMORY_MS
+    ? Math.max(lossRatio, UNKNOWN_LOSS_RATIO)
+    : lossRatio;
+}
+
+/** Adaptive mode: the fewest paths, lowest loss (then round trip) first, that meet the target. */
+function fewestGoodEnough(
+  candidates: readonly ClientPath[],
+  lossOf: (path: ClientPath) => number,
+  targetLossRatio: number,
+): ClientPath[] {
+  const ranked = candidates.map((path) => ({ path, loss: lossOf(path) }));
+  ranked.sort((a, b) =>
+    a.loss - b.loss || (a.path.smoothedRttMs ?? Infinity) - (b.path.smoothedRttMs ?? Infinity)
+  );
+  const count = adaptivePathCount(ranked.map((entry) => entry.loss), targetLossRatio);
+  return ranked.slice(0, count).map((entry) => entry.path);
+}
+
+/** The mean loss over paths, those not measured yet counted at a moderate guess. */
+function meanLossRatio(
+  paths: readonly ClientPath[],
+  lossOf: (path: ClientPath) => number | undefined,
+): number {
+  if (paths.length === 0) return FEC_INITIAL_LOSS_RATIO;
+  let total = 0;
+  for (const path of paths) total += lossOf(path) ?? FEC_INITIAL_LOSS_RATIO;
+  return total / paths.length;
 }
 
 /** A random non-zero 32-bit session id. */

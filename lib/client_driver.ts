@@ -8,6 +8,8 @@
  */
 
 import { formatHostPort, type HostPort } from "./address.ts";
+import type { FecParameters } from "./fec.ts";
+import type { SchedulingMode } from "./scheduler.ts";
 import {
   ClientCore,
   type ClientOutbox,
@@ -32,6 +34,16 @@ export interface ClientPathTarget {
   readonly fromAddress?: string;
   /** Carries data only while no other path is up. */
   readonly backup?: boolean;
+  /** Share of datagrams in balance mode (default 1). */
+  readonly weight?: number;
+}
+
+/** How the client spreads datagrams over its paths (see `lib/scheduler.ts`). */
+export interface ClientScheduling {
+  readonly mode: SchedulingMode;
+  readonly targetLossRatio?: number;
+  readonly fec?: FecParameters | "auto";
+  readonly reorderTimeoutMs?: number;
 }
 
 /** What starts a client. */
@@ -42,6 +54,8 @@ export interface ClientDriverOptions {
   readonly secret?: SecretKeys;
   readonly logger: Logger;
   readonly timing?: Partial<ClientTiming>;
+  /** Redundant mode when omitted. */
+  readonly scheduling?: ClientScheduling;
   /** A flow whose application has been silent this long is forgotten. */
   readonly flowIdleTimeoutMs?: number;
   /** A path down this long has its host name resolved again, then every this often. */
@@ -135,6 +149,11 @@ export class ClientDriver {
     this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
     this.core = new ClientCore({
       backupPaths: paths.map((path) => path.target.backup ?? false),
+      pathWeights: paths.map((path) => path.target.weight ?? 1),
+      mode: options.scheduling?.mode,
+      targetLossRatio: options.scheduling?.targetLossRatio,
+      fec: options.scheduling?.fec,
+      reorderTimeoutMs: options.scheduling?.reorderTimeoutMs,
       pathLabels: paths.map((path) => pathLabel(path.target)),
       secret: options.secret,
       logger: options.logger,
@@ -185,7 +204,11 @@ export class ClientDriver {
       throw error;
     }
     for (const path of opened) {
-      const index = this.core.addPath(pathLabel(path.target), path.target.backup ?? false);
+      const index = this.core.addPath(
+        pathLabel(path.target),
+        path.target.backup ?? false,
+        path.target.weight ?? 1,
+      );
       path.onSendError = (error) => this.#sendFailed(index, error);
       this.#paths[index] = path;
       this.#track(this.#pathLoop(index));

@@ -47,8 +47,8 @@ const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 const NAME_RULE = `a letter, then letters, digits, "_", "." or "-"`;
 const BYTE_ORDER_MARK = "\uFEFF";
 
-/** How the client spreads datagrams over its paths. */
-export type SchedulingMode = "redundant" | "adaptive" | "balance" | "fec";
+import type { SchedulingMode } from "./scheduler.ts";
+export type { SchedulingMode };
 
 /** How log lines are written. */
 export type LogFormat = "text" | "json";
@@ -106,6 +106,10 @@ export interface ClientConfig {
   readonly secretFile?: string;
   /** With a secret, how often fresh session keys are agreed (default 2 minutes). */
   readonly rekeyIntervalMs?: number;
+  /** Reorder buffer timeout, both directions; 0 or absent: off. */
+  readonly reorderTimeoutMs?: number;
+  /** The longest a silent path stays up. */
+  readonly pathDownAfterMs?: number;
   readonly control?: HostPort;
   readonly logLevel?: LogLevel;
   readonly logFormat?: LogFormat;
@@ -224,6 +228,30 @@ function parseRekeyInterval(word: string): Parsed<number> {
   if (!duration.ok) return duration;
   if (duration.value < MIN_REKEY_INTERVAL_MS || duration.value > MAX_REKEY_INTERVAL_MS) {
     return refuse(`rekey-interval must be from 1s to 1h, got "${word}"`);
+  }
+  return duration;
+}
+
+const MAX_REORDER_TIMEOUT_MS = 1000;
+
+function parseReorderTimeout(word: string): Parsed<number> {
+  if (word === "0") return accept(0);
+  const duration = parseDuration(word);
+  if (!duration.ok) return duration;
+  if (duration.value > MAX_REORDER_TIMEOUT_MS) {
+    return refuse(`reorder-timeout must be from 0 (off) to 1s, got "${word}"`);
+  }
+  return duration;
+}
+
+const MIN_PATH_DOWN_AFTER_MS = 300;
+const MAX_PATH_DOWN_AFTER_MS = 60_000;
+
+function parsePathDownAfter(word: string): Parsed<number> {
+  const duration = parseDuration(word);
+  if (!duration.ok) return duration;
+  if (duration.value < MIN_PATH_DOWN_AFTER_MS || duration.value > MAX_PATH_DOWN_AFTER_MS) {
+    return refuse(`path-down-after must be from 300ms to 60s, got "${word}"`);
   }
   return duration;
 }
@@ -717,6 +745,20 @@ const CLIENT_RULES: readonly KeywordRule<ClientConfig>[] = [
     "DURATION",
     "with a secret, how often fresh session keys are agreed (default 2m; 1s to 1h)",
     ([word]) => parseRekeyInterval(word),
+  ),
+  setting<ClientConfig, "reorderTimeoutMs">(
+    "reorder-timeout",
+    "reorderTimeoutMs",
+    "DURATION",
+    "hold a datagram that overtook an earlier one of its flow at most this long (default 0: off)",
+    ([word]) => parseReorderTimeout(word),
+  ),
+  setting<ClientConfig, "pathDownAfterMs">(
+    "path-down-after",
+    "pathDownAfterMs",
+    "DURATION",
+    "a silent path is down after at most this long (default 2s; busy tunnels notice sooner)",
+    ([word]) => parsePathDownAfter(word),
   ),
   ...sharedRules<ClientConfig>(),
 ];

@@ -59,7 +59,8 @@ export class KeyPhase {
 /**
  * Seals `body` as a message of `type` into `out` (header, then body or ciphertext and tag) and returns
  * the datagram, a view of `out`. `body` may already sit at `out[20…]` (nothing is copied then, in
- * plaintext mode). `out` must have room for the body plus 36 bytes.
+ * plaintext mode). `out` must have room for the body plus 36 bytes. `flowSequence` is the
+ * datagram's place in its flow, for the receiver's reorder buffer.
  */
 export function sealMessage(
   keyPhase: KeyPhase,
@@ -68,6 +69,7 @@ export function sealMessage(
   flowId: number,
   body: Uint8Array,
   out: Uint8Array,
+  flowSequence = 0,
 ): Uint8Array {
   const sequence = keyPhase.nextSendSequence++;
   encodeSealedHeader(out, {
@@ -77,6 +79,7 @@ export function sealMessage(
     sessionId,
     sequence,
     flowId,
+    flowSequence,
   });
   if (keyPhase.sendAead) {
     const sealedBytes = keyPhase.sendAead.seal(

@@ -14,8 +14,8 @@ const RTT_GAIN = 1 / 8;
 const RTT_VARIANCE_GAIN = 1 / 4;
 /** RFC 3550's jitter gain. */
 const JITTER_GAIN = 1 / 16;
-/** Probes remembered for the round-trip loss estimate. */
-const PROBE_HISTORY = 64;
+/** Probes remembered for the round-trip loss estimate (12.8 s of a busy tunnel's probing). */
+const PROBE_HISTORY = 256;
 /** A probe counts as lost once it is this old without a reply. */
 const PROBE_ANSWER_WAIT_MS = 1000;
 /** Probes older than this no longer count in the loss estimate. */
@@ -59,9 +59,15 @@ export class ClientPath {
   sealedSent = 0;
   /** Smoothed share of datagrams lost toward the server, undefined until measured. */
   lossToServerRatio: number | undefined;
+  /** Silence after which this path is marked down; the core recomputes it from the probing rate and loss. */
+  silenceLimitMs = 2000;
+  /** When the path was last marked down (−Infinity: never). */
+  lastDownMs = -Infinity;
   readonly #probeSentMs = new Float64Array(PROBE_HISTORY).fill(-Infinity);
   readonly #probeAnswered = new Uint8Array(PROBE_HISTORY);
   readonly #probeSealedSent = new Float64Array(PROBE_HISTORY);
+  /** 1 for probes sent while the path was believed up: only those measure its random loss. */
+  readonly #probeWhileUp = new Uint8Array(PROBE_HISTORY);
   #lossBaseline: { sealedSent: number; serverReceived: number } | undefined;
 
   constructor(
@@ -71,6 +77,8 @@ export class ClientPath {
     readonly label: string,
     /** A backup path carries data only while no other path is up. */
     readonly backup: boolean = false,
+    /** Share of datagrams in balance mode, relative to the other paths. */
+    readonly weight: number = 1,
   ) {}
 
   /** Notes a PROBE about to be sent with `probeId`, for the loss estimates. */
@@ -79,6 +87,7 @@ export class ClientPath {
     this.#probeSentMs[slot] = nowMs;
     this.#probeAnswered[slot] = 0;
     this.#probeSealedSent[slot] = this.sealedSent;
+    this.#probeWhileUp[slot] = this.state === "up" ? 1 : 0;
   }
 
   /**
@@ -120,6 +129,25 @@ export class ClientPath {
       answered += this.#probeAnswered[slot];
     }
     return probes === 0 ? undefined : 1 - answered / probes;
+  }
+
+  /**
+   * The round-trip loss for decisions: like {@link roundTripLossRatio} but smoothed toward 50 % while
+   * there are few probes ((lost + 1) / (probes + 2)), so two lucky probes do not make a path look
+   * perfect; and only over probes sent while the path was up, so an outage does not make it look
+   * lossy afterwards. Undefined before any probe is old enough to judge.
+   */
+  roundTripLossEstimate(nowMs: number): number | undefined {
+    let probes = 0;
+    let answered = 0;
+    for (let slot = 0; slot < PROBE_HISTORY; slot++) {
+      const ageMs = nowMs - this.#probeSentMs[slot];
+      if (ageMs < PROBE_ANSWER_WAIT_MS || ageMs > PROBE_HISTORY_SPAN_MS) continue;
+      if (this.#probeWhileUp[slot] === 0) continue; // an outage is not loss
+      probes++;
+      answered += this.#probeAnswered[slot];
+    }
+    return probes === 0 ? undefined : (probes - answered + 1) / (probes + 2);
   }
 
   /** Loss from the server on this path, from the round-trip loss and the loss toward the server. */

@@ -4,6 +4,10 @@
  * the target's replies back to every address a session was heard from recently. The driver
  * (`lib/server_driver.ts`) owns the sockets: the listening one and one per session flow to the target.
  *
+ * How replies are spread over a session's paths is the client's call: each PROBE carries its advice
+ * (mode, whether that path should carry data, its weight, FEC shape, reorder timeout), and the server
+ * follows it with the same scheduler functions the client uses.
+ *
  * Defences: a handshake's MAC is checked before any state or key work; handshakes and RESETs are
  * rate-limited; a session, and each of its addresses, exists only after an authentic message; replies
  * are never larger than the datagram that caused them; everything that is not ours is counted and
@@ -13,6 +17,9 @@
 import { formatSessionId } from "./client_core.ts";
 import { respondToInit, type SecretKeys, verifyInit } from "./handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "./key_phase.ts";
+import { FecDecoder, FecEncoder, type FecShard } from "./fec.ts";
+import { ReorderBuffer } from "./reorder.ts";
+import { type SchedulingMode, WeightedRoundRobin } from "./scheduler.ts";
 import { formatHostPort } from "./address.ts";
 import { assertNever } from "./assert.ts";
 import type { Logger } from "./log.ts";
@@ -26,12 +33,14 @@ import { LogThrottle, TokenBucket } from "./throttle.ts";
 import type { UdpAddress } from "./udp.ts";
 import {
   decodeMessage,
+  decodeProbeBody,
   encodeNotice,
   encodeProbeReplyBody,
   encodeReset,
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
   NoticeCode,
+  type PathAdvice,
   PROBE_BODY_BYTES,
   type SealedMessage,
   TUNNEL_OVERHEAD_BYTES,
@@ -92,10 +101,27 @@ export interface ServerOutbox {
 /** One address a session was heard from: a path, as the server sees it. */
 export interface SessionAddress {
   readonly address: UdpAddress;
+  /** A number of its own, for the round robin (addresses come and go). */
+  readonly id: number;
   lastHeardMs: number;
+  /** Smoothed time between authentic datagrams from this address. */
+  arrivalGapMs: number;
   /** Datagrams of the session received from this address, redundant copies included (reported back in probe replies). */
   received: number;
+  /** The client's index for this path, from its PROBEs (undefined until one arrives). */
+  pathIndex: number | undefined;
+  /** The client's advice: send data here (in modes other than redundant). */
+  carryData: boolean;
+  /** The client's advice: this path's share in balance mode. */
+  weight: number;
 }
+
+/** Smoothing of the time between datagrams from an address. */
+const ARRIVAL_GAP_GAIN = 1 / 8;
+/** In modes other than redundant, an address is used while it is silent for less than this... */
+const MIN_ADDRESS_SILENCE_MS = 300;
+/** ... or four of its usual gaps between datagrams, plus this. */
+const ADDRESS_SILENCE_MARGIN_MS = 100;
 
 /** What the server knows of one client session. */
 export class ServerSession {
@@ -116,6 +142,18 @@ export class ServerSession {
   readonly fromClient: TrafficCounters = createTrafficCounters();
   readonly toClient: TrafficCounters = createTrafficCounters();
   duplicates = 0;
+  /** Datagrams from the client rebuilt from FEC parity. */
+  fecRecovered = 0;
+  /** How replies are spread, as the client's latest PROBE advised. */
+  mode: SchedulingMode = "redundant";
+  reorderTimeoutMs = 0;
+  fecEncoder: FecEncoder | undefined;
+  fecDecoder: FecDecoder | undefined;
+  readonly roundRobin: WeightedRoundRobin = new WeightedRoundRobin();
+  /** The next flow sequence number per flow, toward the client. */
+  readonly flowSequences: Map<number, number> = new Map();
+  readonly reorderBuffers: Map<number, ReorderBuffer> = new Map();
+  nextAddressId = 0;
 
   constructor(readonly id: number, readonly createdMs: number) {
     this.lastActiveMs = createdMs;
@@ -188,6 +226,22 @@ export class ServerCore {
   readonly #resetBucket: TokenBucket;
   readonly #logThrottle = new LogThrottle(10_000);
   #lastSweepMs = -Infinity;
+  /** Sessions with an open FEC group or datagrams held for reordering: they have deadlines. */
+  readonly #timedSessions = new Set<ServerSession>();
+  readonly #pickKeys: number[] = [];
+  readonly #pickWeights: number[] = [];
+  readonly #picked: SessionAddress[] = [];
+  #deliveringSessionId = 0;
+  #deliveringFlowId = 0;
+  #deliveringOutbox: ServerOutbox | undefined;
+  /** The reorder buffers' delivery callback, made once (not a closure per datagram). */
+  readonly #deliverHeld = (payload: Uint8Array): void => {
+    this.#deliveringOutbox!.deliverToTarget(
+      this.#deliveringSessionId,
+      this.#deliveringFlowId,
+      payload,
+    );
+  };
 
   constructor(options: ServerCoreOptions) {
     this.#secret = options.secret;
@@ -214,6 +268,7 @@ export class ServerCore {
     switch (message.type) {
       case "data":
       case "probe":
+      case "fec":
         this.#receiveSealed(from, message, datagram.length, nowMs, outbox);
         return;
       case "init":
@@ -249,6 +304,14 @@ export class ServerCore {
       });
       return true;
     }
+    if (session.mode === "fec" && session.fecEncoder) {
+      const shards = session.fecEncoder.add(flowId, payload, nowMs);
+      this.#sendShards(session, shards, nowMs, outbox);
+      this.#timedSessions.add(session);
+      return true;
+    }
+    const flowSequence = session.flowSequences.get(flowId) ?? 0;
+    session.flowSequences.set(flowId, (flowSequence + 1) & 0xffff);
     const datagram = sealMessage(
       session.current,
       sessionId,
@@ -256,13 +319,28 @@ export class ServerCore {
       flowId,
       payload,
       outbox.scratch,
+      flowSequence,
     );
-    this.#sendToSession(session, datagram, nowMs, outbox);
+    switch (session.mode) {
+      case "redundant":
+      case "fec": // before the client's advice has shaped the groups
+        this.#sendToSession(session, datagram, nowMs, outbox);
+        break;
+      case "adaptive":
+        this.#sendToAdvised(session, datagram, nowMs, outbox);
+        break;
+      case "balance":
+        this.#sendToOne(session, datagram, true, nowMs, outbox);
+        break;
+      default:
+        assertNever(session.mode);
+    }
     return true;
   }
 
-  /** Forgets idle sessions. */
-  onTimer(nowMs: number): void {
+  /** Closes FEC groups that waited long enough, gives up reorder gaps, forgets idle sessions. */
+  onTimer(nowMs: number, outbox?: ServerOutbox): void {
+    if (outbox) this.#runSessionDeadlines(nowMs, outbox);
     if (nowMs - this.#lastSweepMs < SWEEP_INTERVAL_MS) return;
     this.#lastSweepMs = nowMs;
     const limits = this.#limits;
@@ -283,7 +361,33 @@ export class ServerCore {
   /** The next time {@link onTimer} has work. */
   nextDeadlineMs(): number | undefined {
     if (this.sessions.size === 0) return undefined;
-    return this.#lastSweepMs === -Infinity ? -Infinity : this.#lastSweepMs + SWEEP_INTERVAL_MS;
+    if (this.#lastSweepMs === -Infinity) return -Infinity;
+    let deadline = this.#lastSweepMs + SWEEP_INTERVAL_MS;
+    for (const session of this.#timedSessions) {
+      deadline = Math.min(deadline, session.fecEncoder?.nextDeadlineMs() ?? Infinity);
+      for (const buffer of session.reorderBuffers.values()) {
+        deadline = Math.min(deadline, buffer.nextDeadlineMs() ?? Infinity);
+      }
+    }
+    return deadline;
+  }
+
+  #runSessionDeadlines(nowMs: number, outbox: ServerOutbox): void {
+    for (const session of this.#timedSessions) {
+      let pending = false;
+      if (session.fecEncoder && session.current) {
+        this.#sendShards(session, session.fecEncoder.flush(nowMs), nowMs, outbox);
+        pending = session.fecEncoder.nextDeadlineMs() !== undefined;
+      }
+      for (const [flowId, buffer] of session.reorderBuffers) {
+        this.#deliveringSessionId = session.id;
+        this.#deliveringFlowId = flowId;
+        this.#deliveringOutbox = outbox;
+        buffer.flush(nowMs, this.#deliverHeld);
+        pending ||= buffer.size > 0;
+      }
+      if (!pending) this.#timedSessions.delete(session);
+    }
   }
 
   /** Forgets every session (at shutdown), telling the driver about each. */
@@ -431,13 +535,23 @@ export class ServerCore {
     session.fromClient.bytes += datagramBytes;
     const address = this.#noteAddress(session, from, nowMs);
     if (message.type === "data") {
-      outbox.deliverToTarget(session.id, message.flowId, opened.body);
+      this.#deliver(session, message.flowId, message.flowSequence, opened.body, nowMs, outbox);
       return;
     }
-    if (opened.body.length < PROBE_BODY_BYTES) {
+    if (message.type === "fec") {
+      session.fecDecoder ??= new FecDecoder();
+      for (const delivery of session.fecDecoder.receive(message.flowId, opened.body, nowMs)) {
+        if (delivery.recovered) session.fecRecovered++;
+        outbox.deliverToTarget(session.id, delivery.flowId, delivery.payload);
+      }
+      return;
+    }
+    const probe = opened.body.length < PROBE_BODY_BYTES ? undefined : decodeProbeBody(opened.body);
+    if (!probe) {
       this.counters.drops.malformed++;
       return;
     }
+    this.#takeAdvice(session, address, probe.pathIndex, probe.advice);
     const reply = encodeProbeReplyBody(opened.body, address.received);
     const out = new Uint8Array(reply.length + TUNNEL_OVERHEAD_BYTES);
     const datagram = sealMessage(session.current!, session.id, "probe-reply", 0, reply, out);
@@ -450,6 +564,7 @@ export class ServerCore {
     const addresses = session.addresses;
     for (const known of addresses) {
       if (known.address.port === from.port && known.address.hostname === from.hostname) {
+        known.arrivalGapMs += (nowMs - known.lastHeardMs - known.arrivalGapMs) * ARRIVAL_GAP_GAIN;
         known.lastHeardMs = nowMs;
         known.received++;
         return known;
@@ -464,8 +579,13 @@ export class ServerCore {
     }
     const added: SessionAddress = {
       address: { transport: "udp", hostname: from.hostname, port: from.port },
+      id: session.nextAddressId++,
       lastHeardMs: nowMs,
+      arrivalGapMs: MIN_ADDRESS_SILENCE_MS,
       received: 1,
+      pathIndex: undefined,
+      carryData: true,
+      weight: 1,
     };
     addresses.push(added);
     this.#logger.debug("session heard on a new address", {
@@ -502,6 +622,156 @@ export class ServerCore {
     this.counters.sent.bytes += sent * datagram.length;
   }
 
+  /**
+   * Takes in the advice of a PROBE from `address`: the session's mode and this path's part in it.
+   * A path that shows up from a new address (NAT rebinding, a new uplink address, a restarted
+   * bridge) leaves its old address behind: the PROBE that says so is authentic, so only the client
+   * can move its paths.
+   */
+  #takeAdvice(
+    session: ServerSession,
+    address: SessionAddress,
+    pathIndex: number,
+    advice: PathAdvice | undefined,
+  ): void {
+    if (address.pathIndex !== pathIndex) {
+      address.pathIndex = pathIndex;
+      const stale = session.addresses.findIndex((known) =>
+        known !== address && known.pathIndex === pathIndex
+      );
+      if (stale >= 0) {
+        const [old] = session.addresses.splice(stale, 1);
+        session.roundRobin.forget(old.id);
+        this.#logger.info("a path of the session moved to a new address", {
+          session: formatSessionId(session.id),
+          from: formatHostPort(old.address),
+          to: formatHostPort(address.address),
+        });
+      }
+    }
+    if (!advice) return;
+    address.carryData = advice.carryData;
+    address.weight = advice.weight;
+    session.mode = advice.mode;
+    session.reorderTimeoutMs = advice.reorderTimeoutMs;
+    if (advice.mode === "fec" && advice.fecDataShards > 0) {
+      const parameters = {
+        dataShards: advice.fecDataShards,
+        parityShards: advice.fecParityShards,
+      };
+      if (!session.fecEncoder) session.fecEncoder = new FecEncoder(parameters);
+      else session.fecEncoder.setParameters(parameters);
+    }
+  }
+
+  /** Hands a client's datagram to the target, through its flow's reorder buffer when asked. */
+  #deliver(
+    session: ServerSession,
+    flowId: number,
+    flowSequence: number,
+    payload: Uint8Array,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    if (session.reorderTimeoutMs <= 0) {
+      outbox.deliverToTarget(session.id, flowId, payload);
+      return;
+    }
+    let buffer = session.reorderBuffers.get(flowId);
+    if (!buffer || buffer.timeoutMs !== session.reorderTimeoutMs) {
+      buffer = new ReorderBuffer(session.reorderTimeoutMs);
+      session.reorderBuffers.set(flowId, buffer);
+    }
+    this.#deliveringSessionId = session.id;
+    this.#deliveringFlowId = flowId;
+    this.#deliveringOutbox = outbox;
+    buffer.push(flowSequence, payload, nowMs, this.#deliverHeld);
+    if (buffer.size > 0) this.#timedSessions.add(session);
+  }
+
+  /** True when an address may carry data in modes other than redundant: advised and not silent. */
+  #usable(known: SessionAddress, nowMs: number): boolean {
+    if (!known.carryData) return false;
+    const limitMs = Math.min(
+      this.#limits.addressTimeoutMs,
+      Math.max(MIN_ADDRESS_SILENCE_MS, 4 * known.arrivalGapMs + ADDRESS_SILENCE_MARGIN_MS),
+    );
+    return nowMs - known.lastHeardMs <= limitMs;
+  }
+
+  /** Adaptive mode: to every address the client wants data on; all recent ones when none is. */
+  #sendToAdvised(
+    session: ServerSession,
+    datagram: Uint8Array,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    let sent = 0;
+    for (const known of session.addresses) {
+      if (!this.#usable(known, nowMs)) continue;
+      outbox.sendTo(known.address, datagram);
+      sent++;
+    }
+    if (sent === 0) {
+      this.#sendToSession(session, datagram, nowMs, outbox);
+      return;
+    }
+    this.#countSent(session, sent, datagram.length);
+  }
+
+  /** Balance and FEC: one address, by weighted round robin over the usable ones. */
+  #sendToOne(
+    session: ServerSession,
+    datagram: Uint8Array,
+    weighted: boolean,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    let count = 0;
+    for (const known of session.addresses) {
+      if (!this.#usable(known, nowMs)) continue;
+      this.#pickKeys[count] = known.id;
+      this.#pickWeights[count] = weighted ? known.weight : 1;
+      this.#picked[count] = known;
+      count++;
+    }
+    const chosen = session.roundRobin.pick(this.#pickKeys, this.#pickWeights, count);
+    if (chosen < 0) {
+      this.#sendToSession(session, datagram, nowMs, outbox);
+      return;
+    }
+    outbox.sendTo(this.#picked[chosen].address, datagram);
+    this.#countSent(session, 1, datagram.length);
+  }
+
+  /** Seals FEC shards, each into a buffer of its own, one address each in turn. */
+  #sendShards(
+    session: ServerSession,
+    shards: readonly FecShard[],
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    for (const shard of shards) {
+      const out = new Uint8Array(shard.body.length + TUNNEL_OVERHEAD_BYTES);
+      const datagram = sealMessage(
+        session.current!,
+        session.id,
+        "fec",
+        shard.flowId,
+        shard.body,
+        out,
+      );
+      this.#sendToOne(session, datagram, false, nowMs, outbox);
+    }
+  }
+
+  #countSent(session: ServerSession, copies: number, bytes: number): void {
+    session.toClient.datagrams += copies;
+    session.toClient.bytes += copies * bytes;
+    this.counters.sent.datagrams += copies;
+    this.counters.sent.bytes += copies * bytes;
+  }
+
   /** Sends a control message, which has a buffer of its own. */
   #sendControl(outbox: ServerOutbox, to: UdpAddress, datagram: Uint8Array): void {
     this.counters.sent.datagrams++;
@@ -511,6 +781,7 @@ export class ServerCore {
 
   #closeSession(session: ServerSession, why: string): void {
     this.sessions.delete(session.id);
+    this.#timedSessions.delete(session);
     this.counters.sessionsClosed++;
     if (session.confirmed || why === "shutdown") {
       this.#logger.info("session ended", {

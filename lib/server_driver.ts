@@ -85,11 +85,9 @@ export class ServerDriver {
   readonly #logThrottle = new LogThrottle(10_000);
   readonly #loops = new Set<Promise<void>>();
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
-  readonly #timer = new DeadlineTimer(() => {
-    if (this.#stopping) return;
-    this.core.onTimer(performance.now());
-    this.#armTimer();
-  });
+  readonly #timer = new DeadlineTimer(() => void this.#fireTimer());
+  readonly #timerPending: Promise<unknown>[] = [];
+  #timerOutbox: ServerOutbox | undefined;
   #stopping = false;
 
   private constructor(
@@ -338,6 +336,15 @@ export class ServerDriver {
     if (classifySendError(error) !== undefined) return; // counted by the caller
     if (this.#stopping) return;
     throw error;
+  }
+
+  /** Runs the core's deadlines (FEC groups to close, reorder gaps to give up, idle sessions). */
+  async #fireTimer(): Promise<void> {
+    if (this.#stopping) return;
+    this.#timerOutbox ??= this.#outbox(this.#timerPending);
+    this.core.onTimer(performance.now(), this.#timerOutbox);
+    this.#armTimer();
+    await this.#settle(this.#timerPending);
   }
 
   /** Keeps the timer armed for the core's next deadline. */

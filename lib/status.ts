@@ -89,6 +89,8 @@ export interface ClientStatus {
     readonly toApp: TrafficStatus;
     /** Redundant copies dropped (expected in redundant mode). */
     readonly duplicates: number;
+    /** Datagrams from the server rebuilt from FEC parity (fec mode). */
+    readonly fecRecovered: number;
   };
   readonly drops: DropsStatus;
   /** Application flows tracked. */
@@ -99,6 +101,10 @@ export interface ClientStatus {
 /** One address a server session was heard from: a path, as the server sees it. */
 export interface ServerSessionPathStatus {
   readonly address: string;
+  /** The client's index for this path (null until its first PROBE). */
+  readonly pathIndex: number | null;
+  /** The client wants data on it (modes other than redundant). */
+  readonly carryData: boolean;
   readonly lastHeardAgoMs: number;
   /** Datagrams received from this address, redundant copies included. */
   readonly received: number;
@@ -121,6 +127,10 @@ export interface ServerSessionStatus {
   /** Datagrams sent to the client, every copy (wire bytes). */
   readonly toClient: TrafficStatus;
   readonly duplicates: number;
+  /** How replies are spread, as the client advised. */
+  readonly mode: string;
+  /** Datagrams from the client rebuilt from FEC parity. */
+  readonly fecRecovered: number;
   readonly paths: readonly ServerSessionPathStatus[];
 }
 
@@ -180,7 +190,7 @@ interface AddressLike {
 export interface ClientStatusSource {
   readonly core: Pick<
     ClientCore,
-    "sessionId" | "state" | "authenticated" | "counters" | "paths"
+    "sessionId" | "state" | "authenticated" | "mode" | "counters" | "paths"
   >;
   readonly startedAtMs: number;
   readonly listenAddress: AddressLike;
@@ -230,8 +240,7 @@ export function clientStatus(source: ClientStatusSource, nowMs: number): ClientS
     program: "mpclient",
     version: VERSION,
     uptimeSeconds: roundTo(Math.max(0, nowMs - source.startedAtMs) / 1000, 3),
-    // The only scheduling mode this version runs.
-    mode: "redundant",
+    mode: core.mode,
     encrypted: core.authenticated,
     listen: formatHostPort(source.listenAddress),
     session: {
@@ -243,6 +252,7 @@ export function clientStatus(source: ClientStatusSource, nowMs: number): ClientS
       fromApp: traffic(counters.fromApp),
       toApp: traffic(counters.toApp),
       duplicates: counters.duplicates,
+      fecRecovered: counters.fecRecovered,
     },
     drops: drops(counters.drops),
     flows: source.flowCount,
@@ -331,8 +341,12 @@ export function serverStatus(
       fromClient: traffic(session.fromClient),
       toClient: traffic(session.toClient),
       duplicates: session.duplicates,
+      mode: session.mode,
+      fecRecovered: session.fecRecovered,
       paths: session.addresses.map((known) => ({
         address: formatHostPort(known.address),
+        pathIndex: known.pathIndex ?? null,
+        carryData: known.carryData,
         lastHeardAgoMs: ageMs(known.lastHeardMs, nowMs) ?? 0,
         received: known.received,
       })),

@@ -3,18 +3,18 @@
  * mpserver. This module is the only one that knows offsets; `docs/PROTOCOL.md` specifies the same
  * layout in prose. All integers are big-endian.
  *
- * Sealed messages (DATA, PROBE, PROBE_REPLY) share one 20-byte header:
+ * Sealed messages (DATA, PROBE, PROBE_REPLY, FEC) share one 20-byte header:
  *
  * | offset | size | field                                                              |
  * |--------|------|--------------------------------------------------------------------|
  * | 0      | 1    | version (1)                                                        |
- * | 1      | 1    | type (0x01 DATA, 0x02 PROBE, 0x03 PROBE_REPLY)                     |
+ * | 1      | 1    | type (0x01 DATA, 0x02 PROBE, 0x03 PROBE_REPLY, 0x04 FEC)           |
  * | 2      | 1    | flags (bit 0: body is AEAD-sealed)                                 |
  * | 3      | 1    | key phase (which handshake's keys sealed it)                       |
  * | 4      | 4    | session id (chosen at random by mpclient, never 0)                 |
  * | 8      | 8    | sequence number (per session, direction and key phase; < 2^53)     |
  * | 16     | 2    | flow id (which local application socket the datagram belongs to)   |
- * | 18     | 2    | reserved, sent as 0                                                |
+ * | 18     | 2    | flow sequence (per flow and direction, wraps; for reordering)      |
  * | 20     | …    | body: plaintext, or ciphertext followed by a 16-byte tag           |
  *
  * The whole header is the AEAD's associated data and the sequence number its nonce, so every field
@@ -46,14 +46,15 @@ export const MessageType = {
   data: 0x01,
   probe: 0x02,
   probeReply: 0x03,
+  fec: 0x04,
   init: 0x10,
   response: 0x11,
   reset: 0x12,
   notice: 0x13,
 } as const;
 
-/** The three message types that carry the sealed header. */
-export type SealedType = "data" | "probe" | "probe-reply";
+/** The message types that carry the sealed header. */
+export type SealedType = "data" | "probe" | "probe-reply" | "fec";
 
 /** Flag bit: a sealed body is encrypted and authenticated; a handshake is authenticated. */
 export const FLAG_AUTHENTICATED = 0x01;
@@ -106,6 +107,8 @@ export interface SealedMessage {
   readonly sessionId: number;
   readonly sequence: number;
   readonly flowId: number;
+  /** Position of the datagram in its flow (16 bits, wrapping): what a reorder buffer sorts by. */
+  readonly flowSequence: number;
   /** The header bytes (associated data for the AEAD). */
   readonly header: Uint8Array;
   /** Plaintext or ciphertext‖tag, a view into the datagram. */
@@ -158,12 +161,14 @@ const SEALED_TYPES: Record<number, SealedType> = {
   [MessageType.data]: "data",
   [MessageType.probe]: "probe",
   [MessageType.probeReply]: "probe-reply",
+  [MessageType.fec]: "fec",
 };
 
 const SEALED_TYPE_CODES: Record<SealedType, number> = {
   "data": MessageType.data,
   "probe": MessageType.probe,
   "probe-reply": MessageType.probeReply,
+  "fec": MessageType.fec,
 };
 
 const TWO_TO_32 = 2 ** 32;
@@ -228,6 +233,7 @@ function decodeSealed(datagram: Uint8Array, view: DataView, type: SealedType): D
       sessionId,
       sequence: sequenceHigh * TWO_TO_32 + view.getUint32(12),
       flowId: view.getUint16(16),
+      flowSequence: view.getUint16(18),
       header: datagram.subarray(0, SEALED_HEADER_BYTES),
       body: datagram.subarray(SEALED_HEADER_BYTES),
     },
@@ -274,6 +280,8 @@ export interface SealedHeaderFields {
   readonly sessionId: number;
   readonly sequence: number;
   readonly flowId: number;
+  /** Position in the flow, 16 bits (0 where the receiver does not reorder, e.g. probes). */
+  readonly flowSequence?: number;
 }
 
 /** Writes a sealed header into `out[0..20)`. */
@@ -287,7 +295,7 @@ export function encodeSealedHeader(out: Uint8Array, fields: SealedHeaderFields):
   view.setUint32(8, Math.floor(fields.sequence / TWO_TO_32));
   view.setUint32(12, fields.sequence >>> 0);
   view.setUint16(16, fields.flowId);
-  view.setUint16(18, 0);
+  view.setUint16(18, (fields.flowSequence ?? 0) & 0xffff);
 }
 
 /** The fields of an INIT or RESPONSE, before its MAC. */
@@ -351,8 +359,9 @@ export const MAX_DATAGRAM_BYTES = 65507;
 export const MAX_APP_PAYLOAD_BYTES = MAX_DATAGRAM_BYTES - TUNNEL_OVERHEAD_BYTES;
 
 /**
- * Size of a PROBE body: path index (2), reserved (2), probe id (4), send time in ms (float64, 8),
- * reserved (8). The reserved tail makes a PROBE as large as its reply, so a reply never amplifies.
+ * Size of a PROBE body: path index (2), reserved (2), probe id (4), send time in ms (float64, 8), then
+ * the client's scheduling advice for the server's replies (8, see {@link PathAdvice}). A PROBE is as
+ * large as its reply, so a reply never amplifies.
  */
 export const PROBE_BODY_BYTES = 24;
 /** The part of a PROBE body that its reply echoes. */
@@ -360,11 +369,46 @@ const PROBE_ECHO_BYTES = 16;
 /** Size of a PROBE_REPLY body: the first 16 bytes of the PROBE echoed, then datagrams the server received on that path (4), reserved (4). */
 export const PROBE_REPLY_BODY_BYTES = 24;
 
+/** Scheduling modes as the advice byte carries them. */
+const MODE_CODES = { redundant: 0, adaptive: 1, balance: 2, fec: 3 } as const;
+const MODES_BY_CODE = ["redundant", "adaptive", "balance", "fec"] as const;
+/** Advice flag: the client wants the server's datagrams on this path. */
+const ADVICE_CARRY_DATA = 0x01;
+
+/** How the server should send toward the client (the same modes as the client's `--mode`). */
+export type AdviceMode = keyof typeof MODE_CODES;
+
+/**
+ * What the client tells the server, in every PROBE, about sending back: the client measures every
+ * path in both directions, so it decides and the server follows (the server never guesses).
+ *
+ * | offset | size | field                                                          |
+ * |--------|------|----------------------------------------------------------------|
+ * | 16     | 1    | mode (0 redundant, 1 adaptive, 2 balance, 3 fec)               |
+ * | 17     | 1    | flags (bit 0: carry data on this path)                         |
+ * | 18     | 2    | weight of this path (balance)                                  |
+ * | 20     | 2    | reorder timeout in ms (0: deliver as datagrams arrive)         |
+ * | 22     | 1    | FEC data shards per group (fec mode)                           |
+ * | 23     | 1    | FEC parity shards per group (fec mode)                         |
+ */
+export interface PathAdvice {
+  readonly mode: AdviceMode;
+  /** False when the client does not want data on this path (down, unused by adaptive, a backup). */
+  readonly carryData: boolean;
+  /** Share of datagrams in balance mode, relative to the other paths' weights (1..65535). */
+  readonly weight: number;
+  readonly reorderTimeoutMs: number;
+  readonly fecDataShards: number;
+  readonly fecParityShards: number;
+}
+
 /** The fields of a PROBE (and the echoed part of a PROBE_REPLY). */
 export interface ProbeFields {
   readonly pathIndex: number;
   readonly probeId: number;
   readonly sentAtMs: number;
+  /** Absent in a PROBE_REPLY's echo, and in PROBEs encoded without advice (read as redundant). */
+  readonly advice?: PathAdvice;
 }
 
 /** Encodes a PROBE body. */
@@ -374,14 +418,46 @@ export function encodeProbeBody(fields: ProbeFields): Uint8Array {
   view.setUint16(0, fields.pathIndex);
   view.setUint32(4, fields.probeId);
   view.setFloat64(8, fields.sentAtMs);
+  const advice = fields.advice;
+  if (advice) {
+    body[16] = MODE_CODES[advice.mode];
+    body[17] = advice.carryData ? ADVICE_CARRY_DATA : 0;
+    view.setUint16(18, Math.max(1, Math.min(0xffff, Math.round(advice.weight))));
+    view.setUint16(20, Math.max(0, Math.min(0xffff, Math.round(advice.reorderTimeoutMs))));
+    body[22] = advice.fecDataShards & 0xff;
+    body[23] = advice.fecParityShards & 0xff;
+  } else {
+    body[17] = ADVICE_CARRY_DATA;
+    view.setUint16(18, 1);
+  }
   return body;
 }
 
-/** Decodes a PROBE body (or the echoed start of a PROBE_REPLY body); undefined when too short. */
-export function decodeProbeBody(body: Uint8Array): ProbeFields | undefined {
+/** Decodes the part of a PROBE that a PROBE_REPLY echoes (no advice); undefined when too short. */
+export function decodeProbeEcho(body: Uint8Array): ProbeFields | undefined {
   if (body.length < PROBE_ECHO_BYTES) return undefined;
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   return { pathIndex: view.getUint16(0), probeId: view.getUint32(4), sentAtMs: view.getFloat64(8) };
+}
+
+/** Decodes a PROBE body with its advice (none when the body is short); undefined when too short. */
+export function decodeProbeBody(body: Uint8Array): ProbeFields | undefined {
+  const fields = decodeProbeEcho(body);
+  if (!fields || body.length < PROBE_BODY_BYTES) return fields;
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const mode = MODES_BY_CODE[body[16]];
+  if (mode === undefined) return fields; // an unknown mode: the server keeps its default
+  return {
+    ...fields,
+    advice: {
+      mode,
+      carryData: (body[17] & ADVICE_CARRY_DATA) !== 0,
+      weight: Math.max(1, view.getUint16(18)),
+      reorderTimeoutMs: view.getUint16(20),
+      fecDataShards: body[22],
+      fecParityShards: body[23],
+    },
+  };
 }
 
 /** Encodes a PROBE_REPLY body: the probe's body echoed and the server's receive count for the path. */

@@ -354,7 +354,7 @@ Deno.test("client error: an unknown keyword, with a suggestion", () => {
   assert.equal(
     clientError("\nmdoe fec"),
     `mpclient.conf:2: unknown keyword "mdoe" (did you mean "mode"?); expected uplinks, exclude, ` +
-      `listen, forward, socks5, mode, target-loss, fec, rekey-interval, secret-file, control, log-level, ` +
+      `listen, forward, socks5, mode, target-loss, fec, rekey-interval, reorder-timeout, path-down-after, secret-file, control, log-level, ` +
       `log-format or a path "HOST PORT [option…]"`,
   );
 });

@@ -8,6 +8,7 @@ import {
   type Decoded,
   decodeMessage,
   decodeProbeBody,
+  decodeProbeEcho,
   decodeProbeReplyCount,
   encodeHandshake,
   encodeNotice,
@@ -68,7 +69,10 @@ function decodedMessage(datagram: Uint8Array): Message {
 
 function decodedSealed(datagram: Uint8Array): SealedMessage {
   const message = decodedMessage(datagram);
-  assert.ok(message.type === "data" || message.type === "probe" || message.type === "probe-reply");
+  assert.ok(
+    message.type === "data" || message.type === "probe" || message.type === "probe-reply" ||
+      message.type === "fec",
+  );
   return message;
 }
 
@@ -125,8 +129,9 @@ Deno.test("every sealed type round-trips its type code", () => {
     "data": MessageType.data,
     "probe": MessageType.probe,
     "probe-reply": MessageType.probeReply,
+    "fec": MessageType.fec,
   };
-  for (const type of ["data", "probe", "probe-reply"] as const) {
+  for (const type of ["data", "probe", "probe-reply", "fec"] as const) {
     const datagram = sealedDatagram({ ...DATA_FIELDS, type }, new Uint8Array(4));
     assert.equal(datagram[1], expectedCodes[type], type);
     assert.equal(decodedSealed(datagram).type, type);
@@ -297,18 +302,53 @@ Deno.test("a NOTICE round-trips its code, session id and key phase", () => {
 Deno.test("a PROBE body round-trips path index, probe id and a fractional send time", () => {
   const body = encodeProbeBody({ pathIndex: 65535, probeId: 0xffffffff, sentAtMs: 1234.5678 });
   assert.equal(body.length, PROBE_BODY_BYTES);
-  assert.deepEqual(decodeProbeBody(body), {
+  assert.deepEqual(decodeProbeEcho(body), {
     pathIndex: 65535,
     probeId: 0xffffffff,
     sentAtMs: 1234.5678,
   });
+  // Without advice, a PROBE asks for what the server always did: redundant, data on this path.
+  assert.deepEqual(decodeProbeBody(body)?.advice, {
+    mode: "redundant",
+    carryData: true,
+    weight: 1,
+    reorderTimeoutMs: 0,
+    fecDataShards: 0,
+    fecParityShards: 0,
+  });
+});
+
+Deno.test("a PROBE body carries the client's advice for the server", () => {
+  const advice = {
+    mode: "fec",
+    carryData: false,
+    weight: 700,
+    reorderTimeoutMs: 40,
+    fecDataShards: 20,
+    fecParityShards: 14,
+  } as const;
+  const body = encodeProbeBody({ pathIndex: 3, probeId: 9, sentAtMs: 5, advice });
+  assert.equal(body.length, PROBE_BODY_BYTES);
+  assert.deepEqual(decodeProbeBody(body), { pathIndex: 3, probeId: 9, sentAtMs: 5, advice });
+  for (const mode of ["redundant", "adaptive", "balance", "fec"] as const) {
+    const encoded = encodeProbeBody({
+      pathIndex: 0,
+      probeId: 0,
+      sentAtMs: 0,
+      advice: { ...advice, mode },
+    });
+    assert.equal(decodeProbeBody(encoded)?.advice?.mode, mode);
+  }
+  // A mode this version does not know: no advice (the server keeps what it had).
+  body[16] = 9;
+  assert.equal(decodeProbeBody(body)?.advice, undefined);
 });
 
 Deno.test("a PROBE_REPLY body echoes the probe and carries the receive count", () => {
   const probe = encodeProbeBody({ pathIndex: 2, probeId: 77, sentAtMs: 99.25 });
   const reply = encodeProbeReplyBody(probe, 123456);
   assert.equal(reply.length, PROBE_REPLY_BODY_BYTES);
-  assert.deepEqual(decodeProbeBody(reply), { pathIndex: 2, probeId: 77, sentAtMs: 99.25 });
+  assert.deepEqual(decodeProbeEcho(reply), { pathIndex: 2, probeId: 77, sentAtMs: 99.25 });
   assert.equal(decodeProbeReplyCount(reply), 123456);
 });
 
@@ -323,7 +363,7 @@ Deno.test("probe bodies inside a larger buffer decode from their own bytes", () 
     11,
   );
   const view = backing.subarray(11, 11 + PROBE_REPLY_BODY_BYTES);
-  assert.deepEqual(decodeProbeBody(view), { pathIndex: 1, probeId: 2, sentAtMs: 3 });
+  assert.deepEqual(decodeProbeEcho(view), { pathIndex: 1, probeId: 2, sentAtMs: 3 });
   assert.equal(decodeProbeReplyCount(view), 4);
 });
 
@@ -411,7 +451,7 @@ Deno.test("the protocol version is 1", () => {
 });
 
 Deno.test("refuses a type code nobody defined as unknown-type", () => {
-  for (const type of [0x00, 0x04, 0x0f, 0x14, 0x20, 0xff]) {
+  for (const type of [0x00, 0x05, 0x0f, 0x14, 0x20, 0xff]) {
     assert.equal(failure(withByte(validInit(), 1, type)), "unknown-type", `type ${type}`);
   }
 });

@@ -265,6 +265,8 @@ interface TunnelOptions {
   readonly clientCount?: number;
   /** Give both ends a fresh shared secret (through MPTUNNEL_SECRET). */
   readonly secret?: boolean;
+  /** Lines added to mpclient's file after the paths, e.g. `mode balance`. */
+  readonly clientConfig?: readonly string[];
 }
 
 /** A running application → mpclient(s) → bridges → mpserver chain. */
@@ -274,8 +276,10 @@ interface Tunnel {
   readonly clientPorts: readonly number[];
   readonly configFile: string;
   server: ProcessHandle;
-  readonly bridges: readonly ProcessHandle[];
+  readonly bridges: ProcessHandle[];
   readonly clients: ProcessHandle[];
+  /** Starts bridge `index` again on its port (after it was killed). */
+  restartBridge(index: number): ProcessHandle;
   /** Receive-buffer drops in each process of the tunnel and in this one (see {@link receiveBufferDrops}). */
   receiveBufferDrops(): string;
   /** Kills mpserver with SIGKILL and starts a new one on the same port at once. */
@@ -297,12 +301,13 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
   stack.defer(() => Deno.remove(configFile));
   await Deno.writeTextFile(
     configFile,
-    bridgePorts.map((port) => `${LOOPBACK} ${port}\n`).join(""),
+    bridgePorts.map((port) => `${LOOPBACK} ${port}\n`).join("") +
+      (options.clientConfig ?? []).map((line) => `${line}\n`).join(""),
   );
 
   const env: Record<string, string> = options.secret ? { MPTUNNEL_SECRET: generateSecret() } : {};
   const server = startServer(stack, serverPort, options.targetPort, env);
-  const bridges = bridgePorts.map((port, index) => {
+  const startBridge = (port: number, index: number) => {
     if (bridgeKind === "socat") return startSocatBridge(stack, port, serverPort);
     const impairment = options.lossPercent === undefined
       ? []
@@ -317,7 +322,8 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
         },
       ),
     );
-  });
+  };
+  const bridges = bridgePorts.map(startBridge);
   await server.waitForLine(/mpserver \S+ started/, STARTUP_TIMEOUT_MS);
   for (const bridge of bridges) {
     await bridge.waitForLine(
@@ -349,6 +355,10 @@ async function startTunnel(stack: AsyncDisposableStack, options: TunnelOptions):
         tunnel.server,
         { name: "this process (application and target)", pid: Deno.pid },
       ]);
+    },
+    restartBridge(index) {
+      tunnel.bridges[index] = startBridge(bridgePorts[index], index);
+      return tunnel.bridges[index];
     },
     async killAndRestartServer() {
       tunnel.server.kill("SIGKILL");

@@ -28,7 +28,12 @@
  * ```
  */
 
-import { ClientCore, type ClientOutbox, type ClientTiming } from "../../lib/client_core.ts";
+import {
+  ClientCore,
+  type ClientCoreOptions,
+  type ClientOutbox,
+  type ClientTiming,
+} from "../../lib/client_core.ts";
 import { deriveSecretKeys, type SecretKeys } from "../../lib/handshake.ts";
 import type { Logger, LogLevel, LogProperties } from "../../lib/log.ts";
 import { type Random, seededRandom } from "../../lib/rng.ts";
@@ -219,7 +224,7 @@ export class TunnelServer implements SimServerEndpoint {
   }
 
   onTimer(nowMs: number): void {
-    this.core.onTimer(nowMs);
+    this.core.onTimer(nowMs, this.#outbox);
   }
 
   nextDeadlineMs(): number | undefined {
@@ -320,6 +325,11 @@ export interface TunnelScenarioOptions {
   readonly echoDelayMs?: number;
   readonly clientTiming?: Partial<ClientTiming>;
   readonly serverLimits?: Partial<ServerLimits>;
+  /** Scheduling of the client: mode, loss target, FEC, reordering, path weights and backups. */
+  readonly scheduling?: Pick<
+    ClientCoreOptions,
+    "mode" | "targetLossRatio" | "fec" | "reorderTimeoutMs" | "pathWeights" | "backupPaths"
+  >;
 }
 
 /** What {@link TunnelScenario.startStream} sends. */
@@ -428,6 +438,7 @@ export class TunnelScenario {
       logger: timedLogger(this.network, name, this.logRecords),
       sessionId,
       timing: this.#options.clientTiming,
+      ...this.#options.scheduling,
     });
     return new TunnelClient(
       this.network,

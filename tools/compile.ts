@@ -47,7 +47,12 @@ export const RELEASE_PROGRAMS: readonly ReleaseProgram[] = [
   {
     name: "mpclient",
     entry: "client.ts",
-    permissions: ["--allow-net", "--allow-read", "--allow-env=MPTUNNEL_SECRET"],
+    permissions: [
+      "--allow-net",
+      "--allow-read",
+      "--allow-env=MPTUNNEL_SECRET",
+      "--allow-sys=networkInterfaces",
+    ],
   },
   {
     name: "mpserver",

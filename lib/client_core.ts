@@ -84,7 +84,7 @@ export const DEFAULT_CLIENT_TIMING: ClientTiming = {
   probeIntervalMs: 500,
   quietProbeIntervalMs: 150,
   pathDownAfterMs: 2000,
-  minPathDownAfterMs: 250,
+  minPathDownAfterMs: 150,
   serverSilenceMs: 1500,
   rekeyIntervalMs: 120_000,
   previousKeysGraceMs: 10_000,
@@ -388,6 +388,20 @@ export class ClientCore {
     this.#logger.info("path removed", { path: path.label });
   }
 
+  /**
+   * Takes a path out of service (no data, no advice to carry data; still probed, so its health stays
+   * known) or puts it back, at run time: an operator draining a metered link, say.
+   */
+  setPathInService(pathIndex: number, inService: boolean): void {
+    const path = this.#pathsByIndex[pathIndex];
+    if (!path || path.inService === inService) return;
+    path.inService = inService;
+    this.#pathsChanged();
+    this.#logger.info(inService ? "path back in service" : "path taken out of service", {
+      path: path.label,
+    });
+  }
+
   /** Changes the timing (on a configuration reload), e.g. the rekey interval. */
   setTiming(timing: Partial<ClientTiming>): void {
     this.#timing = { ...this.#timing, ...timing };
@@ -420,7 +434,8 @@ export class ClientCore {
     }
     const intervalMs = probeIntervalMs(this.#dataRate.perSecond(nowMs), timing.probeIntervalMs);
     // Silence is judged against the probing in force while it lasted: after a speed-up, from now.
-    if (intervalMs < this.#probeIntervalMs) this.#silenceCountsFromMs = nowMs;
+    // (Only a real speed-up: the rate wobbles, and each wobble must not restart every silence.)
+    if (intervalMs < 0.75 * this.#probeIntervalMs) this.#silenceCountsFromMs = nowMs;
     this.#probeIntervalMs = intervalMs;
     for (const path of this.paths) {
       path.silenceLimitMs = silenceLimitMs({
@@ -551,12 +566,13 @@ export class ClientCore {
     if (!this.#candidatesStale) return this.#candidates;
     let primaryLive = false;
     let backupLive = false;
-    for (const path of this.paths) {
+    const inService = this.paths.filter((path) => path.inService);
+    for (const path of inService) {
       if (path.state === "down") continue;
       if (path.backup) backupLive = true;
       else primaryLive = true;
     }
-    this.#candidates = this.paths.filter((path) =>
+    this.#candidates = inService.filter((path) =>
       primaryLive
         ? !path.backup && path.state !== "down"
         : backupLive

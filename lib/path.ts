@@ -61,6 +61,8 @@ export class ClientPath {
   lossToServerRatio: number | undefined;
   /** Silence after which this path is marked down; the core recomputes it from the probing rate and loss. */
   silenceLimitMs = 2000;
+  /** False while an operator has taken the path out of service: it carries no data. */
+  inService = true;
   /** When the path was last marked down (−Infinity: never). */
   lastDownMs = -Infinity;
   readonly #probeSentMs = new Float64Array(PROBE_HISTORY).fill(-Infinity);

@@ -607,7 +607,9 @@ export class ServerCore {
     let freshest: SessionAddress | undefined;
     for (const known of session.addresses) {
       if (!freshest || known.lastHeardMs > freshest.lastHeardMs) freshest = known;
-      if (nowMs - known.lastHeardMs > timeoutMs) continue;
+      // Redundant: every recent address, except those the client asked to spare (a backup path
+      // while others are up, a path out of service).
+      if (nowMs - known.lastHeardMs > timeoutMs || !known.carryData) continue;
       outbox.sendTo(known.address, datagram);
       sent++;
     }

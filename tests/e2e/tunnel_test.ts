@@ -673,6 +673,67 @@ for (const secret of [false, true]) {
   });
 }
 
+/**
+ * One bridge killed with SIGKILL at 1.5 s of a 6 s stream and started again at 4 s, per scheduling
+ * mode. Redundant runs on clean bridges (only what was in flight on the killed one may be lost);
+ * adaptive on 20 %-loss bridges (where it needs all three paths, so it loses what redundant loses);
+ * balance on clean bridges (the killed bridge's share moves to the others once it is noticed).
+ */
+const BRIDGE_KILL_CASES = [
+  { mode: "redundant", lossPercent: undefined, maxLossRatio: 0.002, maxSilenceMs: 100 },
+  { mode: "adaptive", lossPercent: 20, maxLossRatio: 0.032, maxSilenceMs: 200 },
+  { mode: "balance", lossPercent: undefined, maxLossRatio: 0.03, maxSilenceMs: 1000 },
+] as const;
+
+for (const { mode, lossPercent, maxLossRatio, maxSilenceMs } of BRIDGE_KILL_CASES) {
+  const scene = lossPercent === undefined ? "clean bridges" : `${lossPercent} % loss each way`;
+  Deno.test(`${mode} mode, ${scene}: a bridge killed mid-stream costs ≤ ${maxLossRatio * 100} %, and is used again when it returns`, async () => {
+    await using stack = new AsyncDisposableStack();
+    const target = startTarget(stack, { echo: false });
+    const tunnel = await startTunnel(stack, {
+      targetPort: target.port,
+      lossPercent,
+      seed: 401,
+      clientConfig: [`mode ${mode}`, "target-loss 0.1"],
+    });
+    const streaming = runTrafficStream({
+      target: streamTo(tunnel.clientPorts[0]),
+      sizeBytes: 1000,
+      intervalMs: 2,
+      durationMs: 6000,
+      drainMs: 0,
+    });
+    await delay(1500);
+    tunnel.bridges[0].kill("SIGKILL");
+    await tunnel.bridges[0].exited;
+    await delay(2500);
+    const restarted = tunnel.restartBridge(0);
+    await restarted.waitForLine(/Relaying/, STARTUP_TIMEOUT_MS);
+    const stream = await streaming;
+    await target.sink.waitForReceived(stream.sent, 500, stream.streamId);
+    const arrived = arrivals(target, stream);
+    const lost = stream.sent - arrived.received;
+    const relayed = (await stopAndReadStats(restarted, "SIGTERM")).match(/upstream in=(\d+)/)?.[1];
+    const clientLog = tunnel.clients[0].output();
+    show(`${mode} mode, ${scene}: bridge 1 killed at 1.5 s, restarted at 4 s, of a 6 s stream`, [
+      `target received ${arrived.received}/${stream.sent}, lost ${lost} (${
+        percent(lost, stream.sent)
+      }), ` +
+      `duplicates ${arrived.duplicates}, longest silence ${arrived.longestSilenceMs.toFixed(0)} ms`,
+      `the restarted bridge relayed ${relayed} datagrams toward mpserver`,
+      ...clientLog.split("\n").filter((line) => /path (down|up)/.test(line)),
+      `receive-buffer drops: ${tunnel.receiveBufferDrops()}`,
+    ]);
+    assert.equal(arrived.duplicates, 0, "duplicates at the target");
+    assert.ok(lost / stream.sent <= maxLossRatio, `lost ${lost} of ${stream.sent}`);
+    assert.ok(arrived.longestSilenceMs <= maxSilenceMs, `silent ${arrived.longestSilenceMs} ms`);
+    assert.match(clientLog, /path down/, clientLog);
+    assert.match(clientLog, /path up again/, clientLog);
+    // Used again: in 2 s at 500 datagrams/s the restarted bridge carries a share of the stream.
+    assert.ok(Number(relayed) >= 200, `the restarted bridge relayed ${relayed}`);
+  });
+}
+
 Deno.test("two mpclients share the bridges and mpserver: each gets only its own replies", async () => {
   await using stack = new AsyncDisposableStack();
   const target = startTarget(stack, { echo: true });

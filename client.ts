@@ -7,7 +7,12 @@
 
 import { formatHostPort, parseHostPort } from "./lib/address.ts";
 import { runMain, UsageError, VERSION } from "./lib/cli.ts";
-import { ClientDriver, type ClientPathTarget, type ClientScheduling } from "./lib/client_driver.ts";
+import {
+  ClientDriver,
+  type ClientDriverOptions,
+  type ClientPathTarget,
+  type ClientScheduling,
+} from "./lib/client_driver.ts";
 import { type ClientTiming, DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
 import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
 import type { Logger } from "./lib/log.ts";
@@ -45,13 +50,19 @@ ${keywordFlagHelp(CLIENT_KEYWORD_HELP)}
 The shared secret comes from --secret-file or the ${SECRET_ENV_VAR} environment variable, never from
 the command line. Without one, traffic is neither authenticated nor encrypted.
 
-Example:
+Examples:
   mpclient 4000 mpclient.conf      # mpclient.conf: "192.0.2.1 4001" and "198.51.100.1 4001"
+  mpclient --uplinks auto 203.0.113.7:2000 4000    # one path per local uplink, straight to mpserver
 `;
 
 /** Reads the arguments and the file into one configuration; every mistake is a UsageError. */
 export async function readClientConfig(args: readonly string[]): Promise<ClientConfig | "done"> {
-  const parsed = parseProgramArguments("mpclient", HELP, CLIENT_FLAG_OPTIONS, args);
+  const parsed = parseProgramArguments(
+    "mpclient",
+    HELP,
+    CLIENT_FLAG_OPTIONS,
+    joinUplinksFlag(args),
+  );
   if (parsed === "done") return "done";
   const { values, positionals } = parsed;
   let listenWord: string | undefined;
@@ -75,16 +86,42 @@ export async function readClientConfig(args: readonly string[]): Promise<ClientC
   return config;
 }
 
+/**
+ * `--uplinks auto HOST:PORT` (three words on the command line, as the issue and `--help` write it)
+ * becomes the one flag value `auto HOST PORT` that the keyword takes; `--uplinks "auto HOST PORT"`
+ * passes unchanged.
+ */
+export function joinUplinksFlag(args: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < args.length; index++) {
+    if (args[index] === "--") {
+      joined.push(...args.slice(index));
+      break;
+    }
+    const address = args[index] === "--uplinks" && args[index + 1] === "auto"
+      ? parseHostPort(args[index + 2] ?? "")
+      : undefined;
+    if (address?.ok) {
+      const host = address.value.hostname.includes(":")
+        ? `[${address.value.hostname}]`
+        : address.value.hostname;
+      joined.push("--uplinks", `auto ${host} ${address.value.port}`);
+      index += 2;
+    } else joined.push(args[index]);
+  }
+  return joined;
+}
+
 /** Refuses, clearly, what the configuration language has words for but this version does not do. */
 function checkSupported(config: ClientConfig, configFile: string | undefined): void {
   const notYet = (what: string) => {
     throw new UsageError(`${what} is not available in mpclient ${VERSION} yet`);
   };
-  if (config.paths.length === 0) {
+  if (config.paths.length === 0 && config.uplinksAuto === undefined) {
     throw new UsageError(
       configFile === undefined
-        ? 'no paths: give a configuration file with one "HOST PORT" line per bridge'
-        : `${configFile} lists no path; add one "HOST PORT" line per bridge`,
+        ? 'no paths: give a configuration file with one "HOST PORT" line per bridge, or "uplinks auto HOST PORT"'
+        : `${configFile} lists no path; add one "HOST PORT" line per bridge, or "uplinks auto HOST PORT"`,
     );
   }
   if (config.listen === undefined) {
@@ -92,13 +129,8 @@ function checkSupported(config: ClientConfig, configFile: string | undefined): v
       "no listen port: give [HOST:]PORT before the file, --listen, or a listen line",
     );
   }
-  if (config.uplinksAuto !== undefined) notYet("uplinks auto");
-  if (config.excludeInterfaces.length > 0) notYet("exclude");
   if (config.forwards.length > 0) notYet("forward");
   if (config.socks5 !== undefined) notYet("socks5");
-  for (const path of config.paths) {
-    if (path.device !== undefined) notYet(`the path option "dev" (line ${path.line})`);
-  }
 }
 
 /** Runs mpclient with these arguments until SIGINT or SIGTERM. */
@@ -124,6 +156,7 @@ export async function main(args: readonly string[]): Promise<void> {
     logger,
     timing: timingOf(config),
     scheduling: schedulingOf(config),
+    uplinksAuto: uplinksAutoOf(config),
   }).catch((error) => {
     const unusable = error instanceof Deno.errors.AddrInUse ||
       error instanceof Deno.errors.AddrNotAvailable ||
@@ -147,6 +180,7 @@ export async function main(args: readonly string[]): Promise<void> {
     control = await startControlServer({
       address: config.control,
       status: () => clientStatus(driver, performance.now()),
+      setPathInService: (path, inService) => driver.setPathInService(path, inService),
       logger,
     }).catch(async (error) => {
       await driver.stop();
@@ -178,13 +212,37 @@ function pathTargets(config: ClientConfig): ClientPathTarget[] {
   return config.paths.map((path) => ({
     host: path.host,
     port: path.port,
-    label: path.name,
+    // Two unnamed paths to one server through two interfaces need two names.
+    label: path.name ??
+      (path.device === undefined
+        ? undefined
+        : `${formatHostPort({ hostname: path.host, port: path.port })}@${path.device}`),
     fromAddress: path.fromAddress,
+    device: path.device,
     backup: path.backup,
     weight: rates.length === 0
       ? path.weight
       : Math.max(1, Math.round((path.rateBitsPerSecond ?? meanRate) / RATE_PER_WEIGHT_UNIT)),
   }));
+}
+
+/**
+ * `uplinks auto` as the driver takes it. An interface an explicit `dev` path to the same server
+ * already uses gets no second path.
+ */
+function uplinksAutoOf(config: ClientConfig): ClientDriverOptions["uplinksAuto"] {
+  const auto = config.uplinksAuto;
+  if (auto === undefined) return undefined;
+  const taken = config.paths.flatMap((path) =>
+    path.device !== undefined && path.host === auto.hostname && path.port === auto.port
+      ? [path.device]
+      : []
+  );
+  return {
+    host: auto.hostname,
+    port: auto.port,
+    excluded: [...config.excludeInterfaces, ...taken],
+  };
 }
 
 /** Rates become balance weights in units of 100 kbit/s. */
@@ -228,6 +286,9 @@ async function reloadClient(
   if (listenChanged) logger.warning("listen changed; it takes effect after a restart");
   if (next.secretFile !== running.secretFile) {
     logger.warning("secret-file changed; it takes effect after a restart");
+  }
+  if (JSON.stringify(uplinksAutoOf(next)) !== JSON.stringify(uplinksAutoOf(running))) {
+    logger.warning("uplinks or exclude changed; they take effect after a restart");
   }
   if (JSON.stringify(next.control) !== JSON.stringify(running.control)) {
     logger.warning("control changed; it takes effect after a restart");

@@ -3,11 +3,18 @@
  * applications; each path has a socket of its own (its own source port, so bridges and NATs see one
  * mapping per path). Each distinct application address is a flow; replies go back to it.
  *
+ * A path's socket is not forever: a path bound to an interface (`dev`, `uplinks auto`) is re-opened
+ * on the interface's new address when it changes, and a path that stays silent is re-opened on a
+ * fresh source port (a stale NAT mapping is the usual cause). The core keeps the path's index and
+ * state, and the server follows the path to its new address; a socket's receive loop ends when the
+ * socket is replaced.
+ *
  * Every receive loop owns a receive buffer and a scratch buffer, and waits for the sends it started
  * before it receives again, because Deno reads a send buffer when the send runs.
  */
 
-import { formatHostPort, type HostPort } from "./address.ts";
+import { formatHostPort, type HostPort, isIPv6Literal } from "./address.ts";
+import { assertNever } from "./assert.ts";
 import type { FecParameters } from "./fec.ts";
 import type { SchedulingMode } from "./scheduler.ts";
 import {
@@ -18,7 +25,9 @@ import {
 } from "./client_core.ts";
 import type { SecretKeys } from "./handshake.ts";
 import type { Logger } from "./log.ts";
+import { type InterfaceChange, watchInterfaces } from "./interfaces.ts";
 import { isHostName, resolveHost, wildcardFor } from "./resolve.ts";
+import { firstLook, type UplinkAction, UplinkManager } from "./uplinks.ts";
 import { formatDrops } from "./stats.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
 import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
@@ -32,6 +41,8 @@ export interface ClientPathTarget {
   readonly label?: string;
   /** The local address to send from (bind); the wildcard of the destination's family when omitted. */
   readonly fromAddress?: string;
+  /** The local interface to send through: its current address of the destination's family. */
+  readonly device?: string;
   /** Carries data only while no other path is up. */
   readonly backup?: boolean;
   /** Share of datagrams in balance mode (default 1). */
@@ -60,12 +71,32 @@ export interface ClientDriverOptions {
   readonly flowIdleTimeoutMs?: number;
   /** A path down this long has its host name resolved again, then every this often. */
   readonly reresolveAfterMs?: number;
+  /** A path down this long is re-opened on a fresh source port, then every this often. */
+  readonly reopenAfterMs?: number;
+  /** `uplinks auto HOST PORT`: a path to this address per usable interface, named after it. */
+  readonly uplinksAuto?: {
+    readonly host: string;
+    readonly port: number;
+    /** Interfaces left out (`exclude` lines). */
+    readonly excluded?: readonly string[];
+  };
+  /** How the interfaces are read, for `dev` paths and `uplinks auto` (tests inject a list). */
+  readonly interfaces?: {
+    /** Default `Deno.networkInterfaces`. */
+    readonly read?: () => Deno.NetworkInterfaceInfo[];
+    /** Default 1000 ms. */
+    readonly intervalMs?: number;
+  };
 }
+
+/** What {@link ClientDriver.setPathInService} found. */
+export type PathServiceResult = "ok" | "no-such-path" | "unsupported";
 
 const RECEIVE_BUFFER_BYTES = 65536;
 const MAINTENANCE_INTERVAL_MS = 1000;
 const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 180_000;
 const DEFAULT_RERESOLVE_AFTER_MS = 5000;
+const DEFAULT_REOPEN_AFTER_MS = 5000;
 
 /** One application address talking through the tunnel. */
 interface Flow {
@@ -77,9 +108,16 @@ interface Flow {
 /** A path's socket and where it sends. */
 interface PathSocket {
   readonly target: ClientPathTarget;
-  readonly transport: DatagramTransport;
+  /** Undefined while the path waits for its interface to have an address (or its bind failed). */
+  transport: DatagramTransport | undefined;
+  /** What the socket binds: undefined while a `dev` path's interface has no address. */
+  bindAddress: string | undefined;
   destination: UdpAddress;
   lastResolvedMs: number;
+  /** When the socket was last (re-)opened, or a bind last tried. */
+  lastOpenedMs: number;
+  /** Made by `uplinks auto` (a reload leaves it alone). */
+  readonly auto: boolean;
   /** Set when a reload removed the path: its loop ends. */
   closed: boolean;
   /** Counts a failed send on this path (made once, not per datagram). */
@@ -94,7 +132,8 @@ function unmapIPv4(hostname: string): string {
 /** Two path lines name the same path when everything about them is the same. */
 function samePath(a: ClientPathTarget, b: ClientPathTarget): boolean {
   return a.host === b.host && a.port === b.port && a.label === b.label &&
-    a.fromAddress === b.fromAddress && (a.backup ?? false) === (b.backup ?? false);
+    a.fromAddress === b.fromAddress && a.device === b.device &&
+    (a.backup ?? false) === (b.backup ?? false);
 }
 
 /** A path's label: its name, or HOST:PORT. */
@@ -102,8 +141,20 @@ function pathLabel(target: ClientPathTarget): string {
   return target.label ?? formatHostPort({ hostname: target.host, port: target.port });
 }
 
-/** Resolves a path's host and binds its socket (its send-error handler is set by the caller). */
-async function openPath(target: ClientPathTarget, logger: Logger): Promise<PathSocket> {
+/** The family of an IP literal (4 when it is not one, e.g. an unresolved name). */
+function familyOf(address: string): 4 | 6 {
+  return isIPv6Literal(address) ? 6 : 4;
+}
+
+/**
+ * Resolves a path's host; its socket is bound by the driver, which knows the interfaces (its
+ * send-error handler is set by the caller).
+ */
+async function preparePath(
+  target: ClientPathTarget,
+  logger: Logger,
+  auto = false,
+): Promise<PathSocket> {
   const address = await resolveHost(target.host).catch((error) => {
     logger.warning("cannot resolve a path's host yet; will retry", {
       host: target.host,
@@ -113,12 +164,14 @@ async function openPath(target: ClientPathTarget, logger: Logger): Promise<PathS
   });
   return {
     target,
-    transport: bindUdp({
-      hostname: target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
-      port: 0,
-    }),
+    transport: undefined,
+    bindAddress: target.device !== undefined
+      ? undefined
+      : target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
     destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
     lastResolvedMs: performance.now(),
+    lastOpenedMs: performance.now(),
+    auto,
     closed: false,
     onSendError: () => {},
   };
@@ -135,6 +188,15 @@ export class ClientDriver {
   readonly #flowsById = new Map<number, Flow>();
   readonly #flowIdleTimeoutMs: number;
   readonly #reresolveAfterMs: number;
+  readonly #reopenAfterMs: number;
+  readonly #options: ClientDriverOptions;
+  /** Follows the interfaces for `dev` paths and `uplinks auto`; made when first needed. */
+  #uplinks: UplinkManager | undefined;
+  #watcher: { stop(): void } | undefined;
+  /** `uplinks auto`'s destination, resolved once at start. */
+  #autoDestination: { host: string; port: number } | undefined;
+  /** Interface changes are applied one at a time (adding a path awaits its resolution). */
+  #interfaceWork: Promise<void> = Promise.resolve();
   /** The running receive loops (a removed path's loop leaves the set when it ends). */
   readonly #loops = new Set<Promise<void>>();
   #nextFlowId = 1;
@@ -147,6 +209,8 @@ export class ClientDriver {
     this.#logger = options.logger;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
+    this.#reopenAfterMs = options.reopenAfterMs ?? DEFAULT_REOPEN_AFTER_MS;
+    this.#options = options;
     this.core = new ClientCore({
       backupPaths: paths.map((path) => path.target.backup ?? false),
       pathWeights: paths.map((path) => path.target.weight ?? 1),
@@ -161,21 +225,50 @@ export class ClientDriver {
     });
   }
 
-  /** Resolves the paths, binds every socket and starts the loops. */
+  /**
+   * Resolves the paths, binds every socket (a `dev` path whose interface has no address yet waits
+   * for one), makes the `uplinks auto` paths, and starts the loops and the interface watcher.
+   */
   static async start(options: ClientDriverOptions): Promise<ClientDriver> {
     const paths: PathSocket[] = [];
+    for (const target of options.paths) paths.push(await preparePath(target, options.logger));
     const app = bindUdp(options.listen);
+    const driver = new ClientDriver(options, paths, app);
     try {
-      for (const target of options.paths) paths.push(await openPath(target, options.logger));
+      paths.forEach((path, index) => {
+        path.onSendError = (error) => driver.#sendFailed(index, error);
+      });
+      if (options.uplinksAuto !== undefined) {
+        const { host, port } = options.uplinksAuto;
+        const address = await resolveHost(host).catch(() => undefined);
+        driver.#autoDestination = { host: address ?? host, port };
+        driver.#uplinks = new UplinkManager({
+          family: familyOf(address ?? host),
+          excluded: options.uplinksAuto.excluded ?? [],
+        });
+      } else if (paths.some((path) => path.target.device !== undefined)) {
+        driver.#uplinks = new UplinkManager();
+      }
+      if (driver.#uplinks !== undefined) {
+        // The first look is synchronous, so the paths exist before the first datagram; the
+        // watcher's own first look then changes nothing. (It adds the `uplinks auto` paths.)
+        await driver.#applyInterfaceChanges(firstLook(driver.#readInterfaces()));
+      }
+      options.paths.forEach((target, index) => {
+        if (target.device !== undefined) {
+          paths[index].bindAddress = driver.#watchDevice(index, paths[index]);
+        }
+      });
+      for (let index = 0; index < paths.length; index++) {
+        // A `from` address that cannot be bound is a configuration mistake: it throws.
+        if (paths[index].bindAddress !== undefined) {
+          driver.#openSocket(index, paths[index], paths[index].target.device === undefined);
+        } else driver.#logWaiting(paths[index]);
+      }
     } catch (error) {
-      app.close();
-      for (const path of paths) path.transport.close();
+      await driver.stop();
       throw error;
     }
-    const driver = new ClientDriver(options, paths, app);
-    paths.forEach((path, index) => {
-      path.onSendError = (error) => driver.#sendFailed(index, error);
-    });
     driver.#run();
     return driver;
   }
@@ -188,7 +281,9 @@ export class ClientDriver {
   async reconfigure(
     targets: readonly ClientPathTarget[],
   ): Promise<{ added: number; removed: number }> {
-    const current = this.#paths.flatMap((path, index) => path ? [{ path, index }] : []);
+    const current = this.#paths.flatMap((path, index) =>
+      path && !path.auto ? [{ path, index }] : []
+    );
     const removed = current.filter(({ path }) =>
       !targets.some((target) => samePath(target, path.target))
     );
@@ -198,11 +293,16 @@ export class ClientDriver {
     // Open the new paths first, so a mistake leaves everything as it was.
     const opened: PathSocket[] = [];
     try {
-      for (const target of added) opened.push(await openPath(target, this.#logger));
+      for (const target of added) {
+        const path = await preparePath(target, this.#logger);
+        opened.push(path);
+        if (path.bindAddress !== undefined) path.transport = bindUdp(udpBind(path.bindAddress));
+      }
     } catch (error) {
-      for (const path of opened) path.transport.close();
+      for (const path of opened) path.transport?.close();
       throw error;
     }
+    if (opened.some((path) => path.target.device !== undefined)) this.#ensureWatching();
     for (const path of opened) {
       const index = this.core.addPath(
         pathLabel(path.target),
@@ -211,14 +311,12 @@ export class ClientDriver {
       );
       path.onSendError = (error) => this.#sendFailed(index, error);
       this.#paths[index] = path;
-      this.#track(this.#pathLoop(index));
+      if (path.target.device !== undefined) {
+        path.bindAddress = this.#watchDevice(index, path);
+        this.#openSocket(index, path, false);
+      } else this.#track(this.#pathLoop(index, path, path.transport!));
     }
-    for (const { path, index } of removed) {
-      this.core.removePath(index);
-      this.#paths[index] = undefined;
-      path.closed = true;
-      path.transport.close();
-    }
+    for (const { index } of removed) this.#closePath(index);
     this.#armTimer();
     return { added: opened.length, removed: removed.length };
   }
@@ -234,12 +332,44 @@ export class ClientDriver {
   /** When the client started (`performance.now()` time). */
   readonly startedAtMs: number = performance.now();
 
-  /** Where each path sends from and to, in path order (for status output). */
-  pathAddresses(): { readonly local: UdpAddress; readonly remote: UdpAddress }[] {
+  /**
+   * Where each path sends from and to, in path order (for status output): `local` is undefined
+   * while a path waits for an address, `interfaceName` set for `dev` and `uplinks auto` paths.
+   */
+  pathAddresses(): {
+    readonly local: UdpAddress | undefined;
+    readonly remote: UdpAddress;
+    readonly interfaceName: string | undefined;
+  }[] {
     return this.core.paths.map((state) => {
       const path = this.#paths[state.index]!;
-      return { local: path.transport.localAddress, remote: path.destination };
+      return {
+        local: path.transport?.localAddress,
+        remote: path.destination,
+        interfaceName: path.target.device,
+      };
     });
+  }
+
+  /**
+   * Takes a path (by its label or index, as `/status` shows them) out of service or puts it back:
+   * it is still probed, but carries no data while out.
+   */
+  setPathInService(nameOrIndex: string, inService: boolean): PathServiceResult {
+    const state = this.core.paths.find((path) => path.label === nameOrIndex) ??
+      (/^\d+$/.test(nameOrIndex)
+        ? this.core.paths.find((path) => path.index === Number(nameOrIndex))
+        : undefined);
+    if (state === undefined) return "no-such-path";
+    const core = this.core as ClientCore & {
+      setPathInService?: (pathIndex: number, inService: boolean) => void;
+    };
+    if (!("setPathInService" in core) || typeof core.setPathInService !== "function") {
+      return "unsupported";
+    }
+    core.setPathInService(state.index, inService);
+    this.#armTimer();
+    return "ok";
   }
 
   /** Application flows being tracked. */
@@ -253,8 +383,10 @@ export class ClientDriver {
     this.#stopping = true;
     this.#timer.cancel();
     clearInterval(this.#maintenanceTimer);
+    this.#watcher?.stop();
     this.app.close();
-    for (const path of this.#paths) path?.transport.close();
+    for (const path of this.#paths) path?.transport?.close();
+    await this.#interfaceWork;
     while (this.#loops.size > 0) await Promise.allSettled([...this.#loops]);
   }
 
@@ -273,7 +405,7 @@ export class ClientDriver {
 
   #run(): void {
     this.#track(this.#appLoop());
-    this.#paths.forEach((_, index) => this.#track(this.#pathLoop(index)));
+    if (this.#uplinks !== undefined) this.#ensureWatching();
     this.#maintenanceTimer = setInterval(() => this.#maintain(), MAINTENANCE_INTERVAL_MS);
     this.#armTimer();
   }
@@ -290,8 +422,17 @@ export class ClientDriver {
       scratch: new Uint8Array(RECEIVE_BUFFER_BYTES),
       sendOnPath: (pathIndex, datagram) => {
         const path = this.#paths[pathIndex];
-        if (path) {
-          pending.push(path.transport.send(datagram, path.destination).catch(path.onSendError));
+        const transport = path?.transport;
+        if (transport) {
+          pending.push(
+            transport.send(datagram, path.destination).catch((error) => {
+              // A send still running on a socket that was replaced meanwhile is not the path's.
+              if (path.transport === transport) path.onSendError(error);
+            }),
+          );
+        } else if (path) {
+          // The path waits for an address on its interface: the send could not happen.
+          this.core.recordSendError(pathIndex, "no-address", performance.now());
         }
       },
       deliverToApp: (flowId, payload) => {
@@ -329,23 +470,25 @@ export class ClientDriver {
     }
   }
 
-  async #pathLoop(index: number): Promise<void> {
+  /** Receives on one socket of path `index` until the path closes or the socket is replaced. */
+  async #pathLoop(index: number, path: PathSocket, transport: DatagramTransport): Promise<void> {
     const pending: Promise<unknown>[] = [];
     const outbox = this.#outbox(pending);
     const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
-    const path = this.#paths[index]!;
-    while (!this.#stopping && !path.closed) {
+    const current = () => !this.#stopping && !path.closed && path.transport === transport;
+    while (current()) {
       let received: [Uint8Array, UdpAddress];
       try {
-        received = await path.transport.receive(buffer);
+        received = await transport.receive(buffer);
       } catch (error) {
-        if (this.#stopping || path.closed) return;
+        if (!current()) return;
         this.#logger.debug("receive failed on a path socket", {
           path: index,
           error: String(error),
         });
         continue;
       }
+      if (!current()) return;
       const [datagram, from] = received;
       // Only the path's own destination may speak on its socket. (An IPv6 socket reports an IPv4
       // peer as ::ffff:a.b.c.d.)
@@ -426,7 +569,10 @@ export class ClientDriver {
     await this.#settle(this.#timerPending);
   }
 
-  /** Once a second: forget idle flows, resolve the host names of dead paths again. */
+  /**
+   * Once a second: forget idle flows; re-open the sockets of dead paths on fresh source ports and
+   * resolve their host names again.
+   */
   #maintain(): void {
     const now = performance.now();
     for (const flow of this.#flowsById.values()) {
@@ -437,6 +583,19 @@ export class ClientDriver {
     this.#paths.forEach((path, index) => {
       const state = this.core.paths.find((known) => known.index === index);
       if (!path || !state) return;
+      if (
+        state.state !== "up" && path.bindAddress !== undefined &&
+        now - Math.max(state.lastHeardMs, path.lastOpenedMs) >= this.#reopenAfterMs
+      ) {
+        const wasPort = path.transport?.localAddress.port;
+        if (this.#openSocket(index, path, false)) {
+          this.#logger.info("silent path re-opened on a fresh source port", {
+            path: state.label,
+            from: wasPort === undefined ? "none" : String(wasPort),
+            to: String(path.transport!.localAddress.port),
+          });
+        }
+      }
       const silentMs = now - Math.max(state.lastHeardMs, path.lastResolvedMs);
       if (
         state.state === "up" || !isHostName(path.target.host) || silentMs < this.#reresolveAfterMs
@@ -454,4 +613,151 @@ export class ClientDriver {
       });
     });
   }
+
+  /**
+   * (Re-)opens path `index`'s socket on its bind address with a fresh port, closes the old one and
+   * starts the new one's receive loop. A bind that fails is logged and the path waits (the next
+   * change of its interface, or the silent-path re-open, tries again) — unless `throwOnFailure`.
+   * Returns true when a socket is open.
+   */
+  #openSocket(index: number, path: PathSocket, throwOnFailure: boolean): boolean {
+    path.lastOpenedMs = performance.now();
+    const old = path.transport;
+    path.transport = undefined;
+    old?.close();
+    if (path.bindAddress === undefined || path.closed || this.#stopping) return false;
+    try {
+      path.transport = bindUdp(udpBind(path.bindAddress));
+    } catch (error) {
+      if (throwOnFailure) throw error;
+      this.#logger.warning("cannot open a path's socket; will retry", {
+        path: pathLabel(path.target),
+        address: path.bindAddress,
+        error: (error as Error).message,
+      });
+      return false;
+    }
+    this.#track(this.#pathLoop(index, path, path.transport));
+    return true;
+  }
+
+  /** Removes path `index`: from the core, the interface manager and its socket. */
+  #closePath(index: number): void {
+    const path = this.#paths[index];
+    if (!path) return;
+    this.core.removePath(index);
+    this.#uplinks?.removeDevice(index);
+    this.#paths[index] = undefined;
+    path.closed = true;
+    path.transport?.close();
+  }
+
+  /** Binds path `index` to its interface in the manager; returns the address to bind now. */
+  #watchDevice(index: number, path: PathSocket): string | undefined {
+    this.#uplinks ??= new UplinkManager();
+    return this.#uplinks.addDevice(
+      index,
+      path.target.device!,
+      familyOf(path.destination.hostname),
+    );
+  }
+
+  #logWaiting(path: PathSocket): void {
+    this.#logger.warning("path waits for an address on its interface", {
+      path: pathLabel(path.target),
+      interface: path.target.device ?? "",
+    });
+  }
+
+  #readInterfaces(): Deno.NetworkInterfaceInfo[] {
+    const read = this.#options.interfaces?.read ?? (() => Deno.networkInterfaces());
+    return read();
+  }
+
+  /** Starts the interface watcher if it is not running (dev paths or `uplinks auto` need it). */
+  #ensureWatching(): void {
+    this.#uplinks ??= new UplinkManager();
+    if (this.#watcher !== undefined || this.#stopping) return;
+    this.#watcher = watchInterfaces({
+      intervalMs: this.#options.interfaces?.intervalMs,
+      read: () => this.#readInterfaces(),
+      onChanges: (changes) => {
+        this.#interfaceWork = this.#interfaceWork.then(() => this.#applyInterfaceChanges(changes));
+      },
+      onError: (error) => {
+        this.#logger.warning("cannot read the network interfaces", { error: String(error) });
+      },
+    });
+  }
+
+  /** Applies what changed in the interfaces: re-opens, adds and removes paths. */
+  async #applyInterfaceChanges(changes: readonly InterfaceChange[]): Promise<void> {
+    const manager = this.#uplinks;
+    if (manager === undefined || this.#stopping) return;
+    for (const action of manager.apply(changes)) await this.#applyUplinkAction(action);
+    this.#armTimer();
+  }
+
+  async #applyUplinkAction(action: UplinkAction): Promise<void> {
+    if (this.#stopping) return;
+    switch (action.kind) {
+      case "bind": {
+        const path = this.#paths[action.pathIndex];
+        if (!path) return;
+        const from = path.bindAddress;
+        path.bindAddress = action.address;
+        if (action.address === undefined) {
+          path.transport?.close();
+          path.transport = undefined;
+          this.#logWaiting(path);
+          return;
+        }
+        if (this.#openSocket(action.pathIndex, path, false)) {
+          this.#logger.info("path re-opened on its interface's new address", {
+            path: pathLabel(path.target),
+            interface: path.target.device ?? "",
+            from: from ?? "none",
+            to: action.address,
+          });
+        }
+        return;
+      }
+      case "add-uplink": {
+        const destination = this.#autoDestination!;
+        const path = await preparePath(
+          { ...destination, label: action.interfaceName, device: action.interfaceName },
+          this.#logger,
+          true,
+        );
+        if (this.#stopping) return;
+        const index = this.core.addPath(action.interfaceName);
+        path.onSendError = (error) => this.#sendFailed(index, error);
+        this.#paths[index] = path;
+        path.bindAddress = this.#watchDevice(index, path);
+        this.#logger.info("uplink found: path added", {
+          interface: action.interfaceName,
+          address: path.bindAddress ?? "none",
+        });
+        // Until #run, start() opens the sockets itself.
+        if (this.#maintenanceTimer !== undefined) this.#openSocket(index, path, false);
+        return;
+      }
+      case "remove-uplink": {
+        const index = this.#paths.findIndex((path) =>
+          path?.auto === true && path.target.device === action.interfaceName
+        );
+        if (index < 0) return;
+        this.#logger.info("uplink gone: path removed", { interface: action.interfaceName });
+        this.#closePath(index);
+        return;
+      }
+      default:
+        return assertNever(action);
+    }
+  }
+}
+
+/** What to bind for sending from `address` (any free port). */
+function udpBind(address: string): HostPort {
+  return { hostname: address, port: 0 };
 }

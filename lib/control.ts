@@ -5,11 +5,14 @@
  *
  * Routes: `GET /status` (JSON, `lib/status.ts`), `GET /metrics` (Prometheus text,
  * `lib/metrics.ts`), `GET /` (the web dashboard, `lib/dashboard.ts`, which polls `/status`); any
- * other path is a 404, any method but GET or HEAD a 405.
+ * other path is a 404, any method but GET or HEAD a 405. mpclient adds `POST /paths/NAME/disable`
+ * and `POST /paths/NAME/enable` (NAME: the path's name or index as `/status` shows them), which take
+ * a path out of service and put it back.
  *
- * The endpoint is read-only and listens on loopback unless told otherwise. On loopback it also
- * refuses requests whose `Host` is not a loopback name, so a web page cannot read it through DNS
- * rebinding; it sends no CORS headers, so other origins cannot read it either.
+ * The endpoint listens on loopback unless told otherwise. On loopback it also refuses requests whose
+ * `Host` is not a loopback name, so a web page cannot read it through DNS rebinding; it sends no CORS
+ * headers, so other origins cannot read it either; and it refuses a POST that carries another
+ * origin's `Origin` header, so a web page cannot drive it with a form either.
  */
 
 import { formatHostPort, type HostPort, isIPv4Literal, parseHostPort } from "./address.ts";
@@ -41,8 +44,19 @@ export interface ControlServerOptions {
   readonly metrics?: () => string;
   /** The page served at `/`; the web dashboard by default. */
   readonly dashboardHtml?: string;
+  /**
+   * Takes a path (by name or index) out of service (`false`) or puts it back; enables the
+   * `POST /paths/NAME/disable|enable` routes. Answers what happened.
+   */
+  readonly setPathInService?: (
+    path: string,
+    inService: boolean,
+  ) => "ok" | "no-such-path" | "unsupported";
   readonly logger: Logger;
 }
+
+/** `/paths/NAME/disable` or `/paths/NAME/enable`. */
+const PATH_ACTION_ROUTE = /^\/paths\/([^/]+)\/(disable|enable)$/;
 
 /** A running control endpoint. */
 export interface ControlServer {
@@ -84,6 +98,10 @@ export function startControlServer(options: ControlServerOptions): Promise<Contr
       return respond(403, "the control endpoint answers only to a loopback Host\n");
     }
     const path = new URL(request.url).pathname;
+    const pathAction = PATH_ACTION_ROUTE.exec(path);
+    if (pathAction !== null && options.setPathInService !== undefined) {
+      return pathActionResponse(request, pathAction, options.setPathInService, logger);
+    }
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
     if (route === undefined) return respond(404, "not found: try /status or /metrics\n");
     if (request.method !== "GET" && request.method !== "HEAD") {
@@ -130,6 +148,44 @@ export function startControlServer(options: ControlServerOptions): Promise<Contr
       return stopped;
     },
   });
+}
+
+/** Answers `POST /paths/NAME/disable|enable`. */
+function pathActionResponse(
+  request: Request,
+  [, encodedName, action]: RegExpExecArray,
+  setPathInService: NonNullable<ControlServerOptions["setPathInService"]>,
+  logger: Logger,
+): Response {
+  if (request.method !== "POST") {
+    return respond(405, "only POST is allowed\n", undefined, { allow: "POST" });
+  }
+  const origin = request.headers.get("origin");
+  if (origin !== null && origin !== `http://${request.headers.get("host")}`) {
+    return respond(403, "a path action is not accepted from another origin\n");
+  }
+  let name: string;
+  try {
+    name = decodeURIComponent(encodedName);
+  } catch {
+    return respond(400, "the path name is not valid percent-encoding\n");
+  }
+  const inService = action === "enable";
+  const result = setPathInService(name, inService);
+  switch (result) {
+    case "ok":
+      logger.info(
+        inService ? "control: path put back in service" : "control: path taken out of service",
+        {
+          path: name,
+        },
+      );
+      return respond(200, JSON.stringify({ path: name, inService }) + "\n", "application/json");
+    case "no-such-path":
+      return respond(404, `no path named "${name}": see /status for the names\n`);
+    case "unsupported":
+      return respond(501, "this version cannot take a path out of service\n");
+  }
 }
 
 /**

@@ -37,10 +37,14 @@ export interface ClientPathStatus {
   readonly name: string;
   /** Where the path sends (the bridge or the server), resolved. */
   readonly remote: string;
-  /** The local address of the path's socket. */
+  /** The local address of the path's socket; "" while the path waits for an address to bind. */
   readonly local: string;
+  /** The local interface the path leaves through (`dev`, `uplinks auto`); null when not bound to one. */
+  readonly interface: string | null;
   readonly state: PathState;
   readonly backup: boolean;
+  /** False while an operator has taken the path out of service (it is probed, carries no data). */
+  readonly inService: boolean;
   /** Smoothed round-trip time; null until the first probe reply. */
   readonly rttMs: number | null;
   /** Round-trip variation (RFC 6298); null until the first probe reply. */
@@ -195,8 +199,15 @@ export interface ClientStatusSource {
   readonly startedAtMs: number;
   readonly listenAddress: AddressLike;
   readonly flowCount: number;
-  /** Local and remote address of each path, in the order of `core.paths`. */
-  pathAddresses(): readonly { readonly local: AddressLike; readonly remote: AddressLike }[];
+  /**
+   * Local and remote address of each path, in the order of `core.paths` (`local` undefined while a
+   * path waits for an address; `interfaceName` for paths bound to an interface).
+   */
+  pathAddresses(): readonly {
+    readonly local: AddressLike | undefined;
+    readonly remote: AddressLike;
+    readonly interfaceName?: string;
+  }[];
 }
 
 /** What {@link serverStatus} reads; a `ServerDriver` is one. */
@@ -263,9 +274,11 @@ export function clientStatus(source: ClientStatusSource, nowMs: number): ClientS
         index: path.index,
         name: path.label,
         remote: address ? formatHostPort(address.remote) : "",
-        local: address ? formatHostPort(address.local) : "",
+        local: address?.local ? formatHostPort(address.local) : "",
+        interface: address?.interfaceName ?? null,
         state: path.state,
         backup: path.backup,
+        inService: path.inService,
         rttMs: hasRtt ? roundTo(path.smoothedRttMs!, 3) : null,
         rttVarianceMs: hasRtt ? roundTo(path.rttVarianceMs, 3) : null,
         jitterMs: path.probeRepliesReceived >= 2 ? roundTo(path.jitterMs, 3) : null,

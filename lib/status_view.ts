@@ -64,6 +64,7 @@ function formatClientStatus(status: ClientStatus): string {
           "PATH",
           "STATE",
           "REMOTE",
+          "LOCAL",
           "RTT",
           "JITTER",
           "LOSS OUT",
@@ -74,9 +75,11 @@ function formatClientStatus(status: ClientStatus): string {
           "HEARD",
         ],
         status.paths.map((path) => [
-          path.backup ? `${path.name} (backup)` : path.name,
+          path.name + (path.backup ? " (backup)" : "") +
+          (path.inService === false ? " (out of service)" : ""),
           path.state,
           path.remote,
+          formatLocal(path),
           formatMs(path.rttMs),
           formatMs(path.jitterMs),
           formatRatio(path.lossToServer),
@@ -86,12 +89,18 @@ function formatClientStatus(status: ClientStatus): string {
           formatNonZero(path.sendErrors, "0"),
           path.lastHeardAgoMs === null ? "never" : `${formatAgo(path.lastHeardAgoMs)} ago`,
         ]),
-        new Set([3, 4, 5, 6, 7, 8]),
+        new Set([4, 5, 6, 7, 8, 9]),
       ),
       "loss out: toward the server; loss in: from the server; sent and received include probes",
     );
   }
   return lines.join("\n") + "\n";
+}
+
+/** A path's local end: `upa 10.0.0.2:40000`, the address alone, or "waiting" for an address. */
+function formatLocal(path: ClientStatus["paths"][number]): string {
+  const address = path.local === "" ? "waiting" : path.local;
+  return path.interface ? `${path.interface} ${address}` : address;
 }
 
 function formatServerStatus(status: ServerStatus): string {

@@ -248,3 +248,74 @@ Deno.test("loopback hosts are told from the others", () => {
 Deno.test("a watch frame redraws in place without clearing the screen", () => {
   assert.equal(terminalFrame("a\nbb\n"), "\x1b[Ha\x1b[K\nbb\x1b[K\n\x1b[J");
 });
+
+Deno.test("POST /paths/NAME/disable and /enable switch a path, by the name it has in /status", async () => {
+  const calls: [string, boolean][] = [];
+  const control = await startControlServer({
+    address: { hostname: LOOPBACK, port: 0 },
+    status: sampleStatus,
+    setPathInService: (path, inService) => {
+      calls.push([path, inService]);
+      return path === "a" || path === "10.0.0.1:2000@wwan0" ? "ok" : "no-such-path";
+    },
+    logger: silentLogger,
+  });
+  try {
+    const base = `http://${LOOPBACK}:${control.address.port}`;
+    const disabled = await get(`${base}/paths/a/disable`, { method: "POST" });
+    assert.equal(disabled.status, 200);
+    assert.deepEqual(JSON.parse(disabled.body), { path: "a", inService: false });
+    const encoded = encodeURIComponent("10.0.0.1:2000@wwan0");
+    assert.equal((await get(`${base}/paths/${encoded}/enable`, { method: "POST" })).status, 200);
+    assert.equal((await get(`${base}/paths/zz/disable`, { method: "POST" })).status, 404);
+    assert.deepEqual(calls, [["a", false], ["10.0.0.1:2000@wwan0", true], ["zz", false]]);
+  } finally {
+    await control.stop();
+  }
+});
+
+Deno.test("a path action must be a POST, and not from another origin", async () => {
+  const calls: string[] = [];
+  const control = await startControlServer({
+    address: { hostname: LOOPBACK, port: 0 },
+    status: sampleStatus,
+    setPathInService: (path) => {
+      calls.push(path);
+      return "ok";
+    },
+    logger: silentLogger,
+  });
+  try {
+    const base = `http://${LOOPBACK}:${control.address.port}`;
+    const viaGet = await get(`${base}/paths/a/disable`);
+    assert.equal(viaGet.status, 405);
+    assert.equal(viaGet.headers.get("allow"), "POST");
+    const foreign = await get(`${base}/paths/a/disable`, {
+      method: "POST",
+      headers: { origin: "http://evil.example" },
+    });
+    assert.equal(foreign.status, 403);
+    const sameOrigin = await get(`${base}/paths/a/disable`, {
+      method: "POST",
+      headers: { origin: base },
+    });
+    assert.equal(sameOrigin.status, 200);
+    assert.deepEqual(calls, ["a"]);
+  } finally {
+    await control.stop();
+  }
+});
+
+Deno.test("without a path switch, /paths/NAME/disable is not found", async () => {
+  const control = await startControlServer({
+    address: { hostname: LOOPBACK, port: 0 },
+    status: sampleStatus,
+    logger: silentLogger,
+  });
+  try {
+    const base = `http://${LOOPBACK}:${control.address.port}`;
+    assert.equal((await get(`${base}/paths/a/disable`, { method: "POST" })).status, 404);
+  } finally {
+    await control.stop();
+  }
+});

@@ -263,18 +263,22 @@ export async function main(args: readonly string[]): Promise<void> {
   const serverName = bridge.serverAddress.hostname === command.server.hostname
     ? ""
     : ` (${command.server.hostname})`;
-  logger.info(
-    `Relaying ${formatHostPort(bridge.listenAddress)} to ${server}${serverName}`,
-    { version: VERSION, impairment: describeImpairment(command.impairment), seed },
-  );
   const running: Stoppable = {
     stop: () => bridge.stop(),
     statsLine: () => describeStats(bridge.stats()),
   };
+  // Signals are handled before the start line is printed: whoever waits for that line may stop
+  // the bridge at once, and must get the final stats line, not a default SIGTERM death.
+  const stopped = runUntilSignal(running, logger);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  logger.info(
+    `Relaying ${formatHostPort(bridge.listenAddress)} to ${server}${serverName}`,
+    { version: VERSION, impairment: describeImpairment(command.impairment), seed },
+  );
   // A relay loop that fails is a bug: it stops the bridge, and the program ends with its stack trace
   // instead of waiting for a signal that would only report the damage.
   const relayFailure = new Promise<never>((_, reject) => bridge.finished.catch(reject));
-  await Promise.race([runUntilSignal(running, logger), relayFailure]);
+  await Promise.race([stopped, relayFailure]);
 }
 
 if (import.meta.main) await runMain(PROGRAM, () => main(Deno.args));

@@ -58,7 +58,8 @@ Example:
 export interface ServerSettings {
   readonly config: ServerConfig;
   readonly listen: readonly HostPort[];
-  readonly target: HostPort;
+  /** The default target: where classic flows go (none: only declared flows are served). */
+  readonly target: HostPort | undefined;
 }
 
 /** Reads the arguments and the file into settings; every mistake is a UsageError. */
@@ -108,15 +109,10 @@ export async function readServerSettings(
       "no listen address: give [HOST:]PORT TARGET_HOST TARGET_PORT, --listen, or a listen line",
     );
   }
-  if (target === undefined) {
+  if (target === undefined && config.targets.size === 0 && config.allow.length === 0) {
     throw new UsageError(
-      config.targets.size > 1
-        ? "several targets but no default-target: name the one classic clients reach"
-        : "no target: give [HOST:]PORT TARGET_HOST TARGET_PORT, or a target line",
+      "nothing to reach: give [HOST:]PORT TARGET_HOST TARGET_PORT, or target and allow lines",
     );
-  }
-  if (config.allow.length > 0) {
-    throw new UsageError(`allow rules are not available in mpserver ${VERSION} yet`);
   }
   return { config, listen, target };
 }
@@ -139,7 +135,14 @@ export async function main(args: readonly string[]): Promise<void> {
   const secret = await loadSecret(config.secretFile);
   await setUpLogging(config.logLevel ?? "info", config.logFormat ?? "text");
   const logger = programLogger("server");
-  const driver = await ServerDriver.start({ listen, target, secret: secret?.keys, logger }).catch(
+  const driver = await ServerDriver.start({
+    listen,
+    target,
+    targets: config.targets,
+    allow: config.allow,
+    secret: secret?.keys,
+    logger,
+  }).catch(
     (error) => {
       throw error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied
         ? new UsageError(`cannot listen: ${(error as Error).message}`)
@@ -148,7 +151,9 @@ export async function main(args: readonly string[]): Promise<void> {
   );
   logger.info(`mpserver ${VERSION} started`, {
     listen: describeListeners(driver.listeners),
-    target: `${driver.target.hostname}:${driver.target.port}`,
+    target: driver.target === undefined ? "none" : formatHostPort(driver.target),
+    ...(config.targets.size > 0 ? { targets: [...config.targets.keys()].join(",") } : {}),
+    ...(config.allow.length > 0 ? { allowRules: config.allow.length } : {}),
     secret: secret?.source ?? "none",
   });
   if (!secret) {
@@ -205,6 +210,8 @@ async function reloadServer(
   };
   changed("listen", running.listen, next.listen);
   changed("target", running.target, next.target);
+  changed("targets", [...running.config.targets], [...next.config.targets]);
+  changed("allow", running.config.allow, next.config.allow);
   changed("secret-file", running.config.secretFile, next.config.secretFile);
   changed("control", running.config.control, next.config.control);
   const logging = (

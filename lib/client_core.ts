@@ -36,6 +36,7 @@ import {
   UNKNOWN_LOSS_RATIO,
   WeightedRoundRobin,
 } from "./scheduler.ts";
+import { formatHostPort } from "./address.ts";
 import { assertNever } from "./assert.ts";
 import type { Logger } from "./log.ts";
 import { ClientPath, type PathState } from "./path.ts";
@@ -43,12 +44,18 @@ import { createDropCounters, createTrafficCounters, type DropReason } from "./st
 import { LogThrottle } from "./throttle.ts";
 import type { SendErrorKind } from "./udp.ts";
 import {
+  DECLARED_FLOW_BASE,
+  decodeFlowReplyBody,
   decodeMessage,
   decodeProbeEcho,
   decodeProbeReplyCount,
+  encodeFlowOpenBody,
   encodeProbeBody,
+  type FlowRefusal,
+  type FlowTarget,
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
+  MAX_FLOW_ID,
   NoticeCode,
   type PathAdvice,
   type SealedMessage,
@@ -99,6 +106,9 @@ const RESET_HANDSHAKE_SPACING_MS = 1000;
 /** A redundant copy counts as a sign of life on its path when this close to the newest number. */
 const RECENT_DUPLICATE_SPAN = 256;
 
+/** A FLOW_OPEN not answered is sent again this often. */
+export const FLOW_OPEN_RETRY_MS = 200;
+
 /** Adaptive mode's loss target when none is configured: 0.1 %. */
 export const DEFAULT_TARGET_LOSS_RATIO = 0.001;
 
@@ -124,7 +134,11 @@ export interface ClientOutbox {
   sendOnPath(pathIndex: number, datagram: Uint8Array): void;
   /** Hands a datagram from the server to the application flow `flowId`. */
   deliverToApp(flowId: number, payload: Uint8Array): void;
+  /** The server refused a declared flow (see {@link ClientCore.openFlow}). */
+  flowRefused?(flowId: number, reason: FlowRefusal): void;
 }
+
+export type { FlowRefusal, FlowTarget };
 
 /** What builds a client core. */
 export interface ClientCoreOptions {
@@ -204,6 +218,8 @@ export class ClientCore {
   /** What the server is asked to use for its FEC groups toward us. */
   #downstreamFec: FecParameters = { dataShards: 0, parityShards: 0 };
   #deliveringOutbox: ClientOutbox | undefined;
+  /** Declared flows by id: their target and whether the server has opened them. */
+  readonly #declaredFlows = new Map<number, DeclaredFlow>();
   /** How often each path is probed now: faster while the tunnel is busy. */
   #probeIntervalMs: number;
   /** When probing last sped up: silence before it was judged at the slower pace. */
@@ -271,6 +287,11 @@ export class ClientCore {
       });
       return;
     }
+    const declared = flowId >= DECLARED_FLOW_BASE ? this.#declaredFlows.get(flowId) : undefined;
+    if (declared && declared.state !== "pending" && declared.state !== "open") {
+      this.counters.drops["target-refused"]++;
+      return;
+    }
     this.counters.fromApp.datagrams++;
     this.counters.fromApp.bytes += payload.length;
     this.#dataRate.count(nowMs);
@@ -312,7 +333,11 @@ export class ClientCore {
       case "data":
       case "probe-reply":
       case "fec":
+      case "flow-reply":
         this.#receiveSealed(path, message, datagram.length, nowMs, outbox);
+        return;
+      case "flow-open":
+        this.counters.drops.unexpected++;
         return;
       case "response":
         this.#receiveResponse(path, message, datagram, nowMs, outbox);
@@ -350,6 +375,38 @@ export class ClientCore {
       default:
         return assertNever(message);
     }
+  }
+
+  /**
+   * Declares flow `flowId` (at least {@link DECLARED_FLOW_BASE}) and where its datagrams go. The
+   * core tells the server on every live path, again every {@link FLOW_OPEN_RETRY_MS} until it
+   * answers, and again after the server lost the session. Datagrams may be sent at once: the server
+   * holds a declared flow's datagrams briefly until it has opened the flow.
+   */
+  openFlow(flowId: number, target: FlowTarget, nowMs: number, outbox: ClientOutbox): void {
+    if (flowId < DECLARED_FLOW_BASE || flowId > MAX_FLOW_ID) {
+      throw new RangeError(`declared flow ids are ${DECLARED_FLOW_BASE} to ${MAX_FLOW_ID}`);
+    }
+    const declared: DeclaredFlow = {
+      target,
+      body: encodeFlowOpenBody(target),
+      state: "pending",
+      lastSentMs: -Infinity,
+    };
+    this.#declaredFlows.set(flowId, declared);
+    if (this.#current) this.#sendFlowOpen(flowId, declared, nowMs, outbox);
+  }
+
+  /** Forgets a declared flow (its application went quiet). */
+  closeFlow(flowId: number): void {
+    this.#declaredFlows.delete(flowId);
+    this.#reorderBuffers.delete(flowId);
+    this.#flowSequences.delete(flowId);
+  }
+
+  /** Where a declared flow stands: waiting for the server, open, or refused (and why). */
+  flowState(flowId: number): "pending" | "open" | FlowRefusal | undefined {
+    return this.#declaredFlows.get(flowId)?.state;
   }
 
   /** Records that a send on a path failed; the other paths carry on. */
@@ -456,6 +513,13 @@ export class ClientCore {
     if (this.#current && this.#fecEncoder) {
       this.#sendShards(this.#fecEncoder.flush(nowMs), outbox);
     }
+    if (this.#current) {
+      for (const [flowId, declared] of this.#declaredFlows) {
+        if (declared.state === "pending" && nowMs - declared.lastSentMs >= FLOW_OPEN_RETRY_MS) {
+          this.#sendFlowOpen(flowId, declared, nowMs, outbox);
+        }
+      }
+    }
     for (const [flowId, buffer] of this.#reorderBuffers) {
       this.#deliveringOutbox = outbox;
       this.#deliveringFlowId = flowId;
@@ -481,6 +545,11 @@ export class ClientCore {
       }
       for (const path of this.paths) deadline = Math.min(deadline, this.#nextProbeMs(path));
       deadline = Math.min(deadline, this.#fecEncoder?.nextDeadlineMs() ?? Infinity);
+      for (const declared of this.#declaredFlows.values()) {
+        if (declared.state === "pending") {
+          deadline = Math.min(deadline, declared.lastSentMs + FLOW_OPEN_RETRY_MS);
+        }
+      }
     }
     for (const path of this.paths) {
       if (path.state === "up") deadline = Math.min(deadline, this.#silenceEndsMs(path));
@@ -755,6 +824,10 @@ export class ClientCore {
       this.counters.drops.unexpected++;
       return;
     }
+    if (message.type === "flow-reply") {
+      this.#receiveFlowReply(message.flowId, opened.body, nowMs, outbox);
+      return;
+    }
     const probe = decodeProbeEcho(opened.body);
     if (!probe || probe.pathIndex !== path.index || probe.sentAtMs > nowMs) {
       this.counters.drops.malformed++;
@@ -835,6 +908,12 @@ export class ClientCore {
         break;
       default:
         assertNever(this.#handshakeReason);
+    }
+    // A server that did not know the session has none of its flows: declare them again, first (a
+    // declared flow's datagrams are held by the server until it has the declaration).
+    for (const [flowId, declared] of this.#declaredFlows) {
+      if (!message.sessionContinued && declared.state === "open") declared.state = "pending";
+      if (declared.state === "pending") this.#sendFlowOpen(flowId, declared, nowMs, outbox);
     }
     const queued = this.#queue;
     this.#queue = [];
@@ -926,6 +1005,45 @@ export class ClientCore {
     return Math.max(path.lastHeardMs, this.#silenceCountsFromMs) + path.silenceLimitMs;
   }
 
+  /** Sends a FLOW_OPEN on every path (declarations are small and must not wait for a lossy one). */
+  #sendFlowOpen(flowId: number, declared: DeclaredFlow, nowMs: number, outbox: ClientOutbox): void {
+    declared.lastSentMs = nowMs;
+    const out = new Uint8Array(declared.body.length + TUNNEL_OVERHEAD_BYTES);
+    const datagram = sealMessage(
+      this.#current!,
+      this.sessionId,
+      "flow-open",
+      flowId,
+      declared.body,
+      out,
+    );
+    for (const path of this.#dataCandidates()) this.#sendSealed(path, datagram, outbox);
+  }
+
+  #receiveFlowReply(flowId: number, body: Uint8Array, nowMs: number, outbox: ClientOutbox): void {
+    const status = decodeFlowReplyBody(body);
+    const declared = this.#declaredFlows.get(flowId);
+    if (!status || !declared) {
+      if (!status) this.counters.drops.malformed++;
+      return; // a reply for a flow we forgot, or another copy: nothing to do
+    }
+    if (declared.state === status) return;
+    declared.state = status;
+    if (status === "open") return;
+    const target = declared.target.kind === "named"
+      ? declared.target.name
+      : formatHostPort({ hostname: declared.target.host, port: declared.target.port });
+    const held = this.#logThrottle.allow(`flow-refused ${status}`, nowMs);
+    if (held !== undefined) {
+      this.#logger.warning("the server refused a flow's target", {
+        target,
+        reason: status,
+        repeats: held,
+      });
+    }
+    outbox.flowRefused?.(flowId, status);
+  }
+
   /** The set of paths that may carry data changed: recompute what depends on it. */
   #pathsChanged(): void {
     this.#candidatesStale = true;
@@ -1009,6 +1127,15 @@ function meanLossRatio(
   let total = 0;
   for (const path of paths) total += lossOf(path) ?? FEC_INITIAL_LOSS_RATIO;
   return total / paths.length;
+}
+
+/** A declared flow as the client keeps it. */
+interface DeclaredFlow {
+  readonly target: FlowTarget;
+  /** Its FLOW_OPEN body, encoded once. */
+  readonly body: Uint8Array;
+  state: "pending" | "open" | FlowRefusal;
+  lastSentMs: number;
 }
 
 /** A random non-zero 32-bit session id. */

@@ -32,11 +32,16 @@ import {
 import { LogThrottle, TokenBucket } from "./throttle.ts";
 import type { UdpAddress } from "./udp.ts";
 import {
+  DECLARED_FLOW_BASE,
+  decodeFlowOpenBody,
   decodeMessage,
   decodeProbeBody,
+  encodeFlowReplyBody,
   encodeNotice,
   encodeProbeReplyBody,
   encodeReset,
+  type FlowRefusal,
+  type FlowTarget,
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
   NoticeCode,
@@ -96,7 +101,25 @@ export interface ServerOutbox {
    * core with this outbox before it has sent the payload.
    */
   deliverToTarget(sessionId: number, flowId: number, payload: Uint8Array): void;
+  /**
+   * A client declared flow `flowId` of `sessionId` with this target: the driver checks it against
+   * its policy, resolves it, opens the flow's socket and answers with {@link ServerCore.flowOpened}
+   * (at once or later). Without this method declared flows are refused as unreachable.
+   */
+  openTarget?(sessionId: number, flowId: number, target: FlowTarget): void;
 }
+
+/** A declared flow as the server keeps it. */
+interface DeclaredFlowState {
+  /** The declaration, to tell a repeat from a new target for the same id. */
+  body: Uint8Array;
+  state: "opening" | "open" | FlowRefusal;
+}
+
+/** A declared flow's datagrams held while its FLOW_OPEN is awaited, per session at most. */
+const MAX_HELD_PER_SESSION = 64;
+/** ... and for at most this long. */
+const HOLD_MS = 1000;
 
 /** One address a session was heard from: a path, as the server sees it. */
 export interface SessionAddress {
@@ -153,6 +176,10 @@ export class ServerSession {
   /** The next flow sequence number per flow, toward the client. */
   readonly flowSequences: Map<number, number> = new Map();
   readonly reorderBuffers: Map<number, ReorderBuffer> = new Map();
+  /** Declared flows by id. */
+  readonly declaredFlows: Map<number, DeclaredFlowState> = new Map();
+  /** Datagrams of declared flows the server does not know yet (their FLOW_OPEN is on its way). */
+  held: { flowId: number; payload: Uint8Array; heldMs: number }[] = [];
   nextAddressId = 0;
 
   constructor(readonly id: number, readonly createdMs: number) {
@@ -234,12 +261,17 @@ export class ServerCore {
   #deliveringSessionId = 0;
   #deliveringFlowId = 0;
   #deliveringOutbox: ServerOutbox | undefined;
+  #deliveringNowMs = 0;
   /** The reorder buffers' delivery callback, made once (not a closure per datagram). */
   readonly #deliverHeld = (payload: Uint8Array): void => {
-    this.#deliveringOutbox!.deliverToTarget(
-      this.#deliveringSessionId,
+    const session = this.sessions.get(this.#deliveringSessionId);
+    if (!session) return;
+    this.#toTarget(
+      session,
       this.#deliveringFlowId,
       payload,
+      this.#deliveringNowMs,
+      this.#deliveringOutbox!,
     );
   };
 
@@ -269,7 +301,11 @@ export class ServerCore {
       case "data":
       case "probe":
       case "fec":
+      case "flow-open":
         this.#receiveSealed(from, message, datagram.length, nowMs, outbox);
+        return;
+      case "flow-reply":
+        this.counters.drops.unexpected++;
         return;
       case "init":
         this.#receiveInit(from, message, datagram, nowMs, outbox);
@@ -368,6 +404,7 @@ export class ServerCore {
       for (const buffer of session.reorderBuffers.values()) {
         deadline = Math.min(deadline, buffer.nextDeadlineMs() ?? Infinity);
       }
+      if (session.held.length > 0) deadline = Math.min(deadline, session.held[0].heldMs + HOLD_MS);
     }
     return deadline;
   }
@@ -383,8 +420,15 @@ export class ServerCore {
         this.#deliveringSessionId = session.id;
         this.#deliveringFlowId = flowId;
         this.#deliveringOutbox = outbox;
+        this.#deliveringNowMs = nowMs;
         buffer.flush(nowMs, this.#deliverHeld);
         pending ||= buffer.size > 0;
+      }
+      if (session.held.length > 0) {
+        const kept = session.held.filter((held) => nowMs - held.heldMs < HOLD_MS);
+        this.counters.drops["flow-unknown"] += session.held.length - kept.length;
+        session.held = kept;
+        pending ||= kept.length > 0;
       }
       if (!pending) this.#timedSessions.delete(session);
     }
@@ -542,8 +586,12 @@ export class ServerCore {
       session.fecDecoder ??= new FecDecoder();
       for (const delivery of session.fecDecoder.receive(message.flowId, opened.body, nowMs)) {
         if (delivery.recovered) session.fecRecovered++;
-        outbox.deliverToTarget(session.id, delivery.flowId, delivery.payload);
+        this.#toTarget(session, delivery.flowId, delivery.payload, nowMs, outbox);
       }
+      return;
+    }
+    if (message.type === "flow-open") {
+      this.#receiveFlowOpen(session, message.flowId, opened.body, from, nowMs, outbox);
       return;
     }
     const probe = opened.body.length < PROBE_BODY_BYTES ? undefined : decodeProbeBody(opened.body);
@@ -676,7 +724,7 @@ export class ServerCore {
     outbox: ServerOutbox,
   ): void {
     if (session.reorderTimeoutMs <= 0) {
-      outbox.deliverToTarget(session.id, flowId, payload);
+      this.#toTarget(session, flowId, payload, nowMs, outbox);
       return;
     }
     let buffer = session.reorderBuffers.get(flowId);
@@ -687,8 +735,121 @@ export class ServerCore {
     this.#deliveringSessionId = session.id;
     this.#deliveringFlowId = flowId;
     this.#deliveringOutbox = outbox;
+    this.#deliveringNowMs = nowMs;
     buffer.push(flowSequence, payload, nowMs, this.#deliverHeld);
     if (buffer.size > 0) this.#timedSessions.add(session);
+  }
+
+  /**
+   * The driver's answer to {@link ServerOutbox.openTarget}: the flow is open (its held datagrams go
+   * to the target now) or refused (they are dropped). The client is told either way.
+   */
+  flowOpened(
+    sessionId: number,
+    flowId: number,
+    status: "open" | FlowRefusal,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    const session = this.sessions.get(sessionId);
+    const declared = session?.declaredFlows.get(flowId);
+    if (!session || !declared) return;
+    declared.state = status;
+    this.#sendFlowReply(session, flowId, status, outbox);
+    const waiting = session.held.filter((held) => held.flowId === flowId);
+    if (waiting.length === 0) return;
+    session.held = session.held.filter((held) => held.flowId !== flowId);
+    for (const held of waiting) this.#toTarget(session, flowId, held.payload, nowMs, outbox);
+  }
+
+  #receiveFlowOpen(
+    session: ServerSession,
+    flowId: number,
+    body: Uint8Array,
+    from: UdpAddress,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    const target = flowId >= DECLARED_FLOW_BASE ? decodeFlowOpenBody(body) : undefined;
+    if (!target) {
+      this.counters.drops.malformed++;
+      return;
+    }
+    const known = session.declaredFlows.get(flowId);
+    if (known && sameBytes(known.body, body)) {
+      // Another copy, or the client did not hear the answer: answer again (once decided).
+      if (known.state !== "opening") this.#sendFlowReply(session, flowId, known.state, outbox);
+      return;
+    }
+    session.declaredFlows.set(flowId, { body: body.slice(), state: "opening" });
+    this.#logger.debug("flow declared", {
+      session: formatSessionId(session.id),
+      flow: flowId,
+      from: formatHostPort(from),
+    });
+    if (!outbox.openTarget) {
+      this.flowOpened(session.id, flowId, "unreachable", nowMs, outbox);
+      return;
+    }
+    outbox.openTarget(session.id, flowId, target);
+  }
+
+  /**
+   * Hands a client's datagram to the target, unless it belongs to a declared flow that is not open:
+   * held while its FLOW_OPEN is awaited, dropped when refused.
+   */
+  #toTarget(
+    session: ServerSession,
+    flowId: number,
+    payload: Uint8Array,
+    nowMs: number,
+    outbox: ServerOutbox,
+  ): void {
+    if (flowId < DECLARED_FLOW_BASE) {
+      outbox.deliverToTarget(session.id, flowId, payload);
+      return;
+    }
+    const state = session.declaredFlows.get(flowId)?.state;
+    if (state === "open") {
+      outbox.deliverToTarget(session.id, flowId, payload);
+      return;
+    }
+    if (state !== undefined && state !== "opening") {
+      this.counters.drops["target-refused"]++;
+      return;
+    }
+    if (session.held.length >= MAX_HELD_PER_SESSION) {
+      this.counters.drops["flow-unknown"]++;
+      return;
+    }
+    session.held.push({ flowId, payload: payload.slice(), heldMs: nowMs });
+    this.#timedSessions.add(session);
+  }
+
+  /** Tells the client where a declared flow stands, on every recent path (it is small). */
+  #sendFlowReply(
+    session: ServerSession,
+    flowId: number,
+    status: "open" | FlowRefusal,
+    outbox: ServerOutbox,
+  ): void {
+    if (!session.current) return;
+    const body = encodeFlowReplyBody(status);
+    const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
+    const datagram = sealMessage(session.current, session.id, "flow-reply", flowId, body, out);
+    let sent = 0;
+    let freshest: SessionAddress | undefined;
+    for (const known of session.addresses) {
+      if (!freshest || known.lastHeardMs > freshest.lastHeardMs) freshest = known;
+      if (session.lastActiveMs - known.lastHeardMs > this.#limits.addressTimeoutMs) continue;
+      outbox.sendTo(known.address, datagram);
+      sent++;
+    }
+    if (sent === 0 && freshest) {
+      outbox.sendTo(freshest.address, datagram);
+      sent = 1;
+    }
+    this.#countSent(session, sent, datagram.length);
   }
 
   /** True when an address may carry data in modes other than redundant: advised and not silent. */
@@ -807,4 +968,10 @@ export class ServerCore {
     const held = this.#logThrottle.allow(reason, nowMs);
     if (held !== undefined) this.#logger.warning(message, { ...details, repeats: held });
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -9,6 +9,9 @@
  */
 
 import { formatHostPort, type HostPort } from "./address.ts";
+import type { AllowRule } from "./config.ts";
+import { addressAllowed, chooseTarget, type TargetPolicy } from "./target_policy.ts";
+import { DECLARED_FLOW_BASE, type FlowRefusal, type FlowTarget } from "./wire.ts";
 import { formatSessionId } from "./client_core.ts";
 import type { SecretKeys } from "./handshake.ts";
 import type { Logger } from "./log.ts";
@@ -23,8 +26,12 @@ import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } f
 export interface ServerDriverOptions {
   /** Where clients (and bridges) send. */
   readonly listen: readonly HostPort[];
-  /** Where every flow's datagrams go. */
-  readonly target: HostPort;
+  /** Where classic flows' datagrams go (the default target); none: classic flows are refused. */
+  readonly target?: HostPort;
+  /** Named targets clients may declare flows to. */
+  readonly targets?: ReadonlyMap<string, HostPort>;
+  /** What explicit `HOST:PORT` declarations may reach (default deny). */
+  readonly allow?: readonly AllowRule[];
   readonly secret?: SecretKeys;
   readonly logger: Logger;
   readonly limits?: Partial<ServerLimits>;
@@ -42,10 +49,12 @@ const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 120_000;
 const DEFAULT_MAX_FLOWS_PER_SESSION = 256;
 const DEFAULT_MAX_TARGET_SOCKETS = 4096;
 
-/** One session flow's socket toward the target. */
+/** One session flow's socket toward its target. */
 interface TargetFlow {
   readonly sessionId: number;
   readonly flowId: number;
+  /** Where its datagrams go, resolved; replies from anywhere else are foreign. */
+  readonly target: UdpAddress;
   readonly transport: DatagramTransport;
   lastActiveMs: number;
   closed: boolean;
@@ -62,6 +71,10 @@ interface TargetCounters {
   /** Sends to client addresses that failed (a path that went away, no route, …). */
   clientSendErrors: number;
   flowLimit: number;
+  /** Classic flows' datagrams dropped because there is no default target. */
+  noTarget: number;
+  /** Declared flows refused (unknown name, not allowed, unresolvable, at the limit). */
+  flowsRefused: number;
 }
 
 /** A running mpserver. */
@@ -75,8 +88,13 @@ export class ServerDriver {
     sendErrors: 0,
     clientSendErrors: 0,
     flowLimit: 0,
+    noTarget: 0,
+    flowsRefused: 0,
   };
-  readonly #target: UdpAddress;
+  readonly #target: UdpAddress | undefined;
+  readonly #policy: TargetPolicy;
+  /** Resolved targets of declared flows, kept while the session lives (a socket may close idle). */
+  readonly #declaredTargets = new Map<number, Map<number, UdpAddress>>();
   readonly #logger: Logger;
   readonly #flows = new Map<number, Map<number, TargetFlow>>();
   readonly #flowIdleTimeoutMs: number;
@@ -93,10 +111,15 @@ export class ServerDriver {
   private constructor(
     options: ServerDriverOptions,
     listeners: DatagramTransport[],
-    target: UdpAddress,
+    target: UdpAddress | undefined,
   ) {
     this.listeners = listeners;
     this.#target = target;
+    this.#policy = {
+      targets: options.targets ?? new Map(),
+      defaultTarget: options.target,
+      allow: options.allow ?? [],
+    };
     this.#logger = options.logger;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#maxFlowsPerSession = options.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION;
@@ -111,11 +134,14 @@ export class ServerDriver {
 
   /** Resolves the target, binds the listening sockets and starts the loops. */
   static async start(options: ServerDriverOptions): Promise<ServerDriver> {
-    const targetAddress = await resolveHost(options.target.hostname).catch((error) => {
-      throw new Error(
-        `cannot resolve the target ${options.target.hostname}: ${(error as Error).message}`,
-      );
-    });
+    const defaultTarget = options.target;
+    const targetAddress = defaultTarget === undefined
+      ? undefined
+      : await resolveHost(defaultTarget.hostname).catch((error) => {
+        throw new Error(
+          `cannot resolve the target ${defaultTarget.hostname}: ${(error as Error).message}`,
+        );
+      });
     const listeners: DatagramTransport[] = [];
     try {
       for (const address of options.listen) listeners.push(bindUdp(address));
@@ -123,18 +149,20 @@ export class ServerDriver {
       for (const listener of listeners) listener.close();
       throw error;
     }
-    const driver = new ServerDriver(options, listeners, {
-      transport: "udp",
-      hostname: targetAddress,
-      port: options.target.port,
-    });
+    const driver = new ServerDriver(
+      options,
+      listeners,
+      targetAddress === undefined || defaultTarget === undefined
+        ? undefined
+        : { transport: "udp", hostname: targetAddress, port: defaultTarget.port },
+    );
     for (const listener of listeners) driver.#track(driver.#listenLoop(listener));
     driver.#maintenanceTimer = setInterval(() => driver.#maintain(), MAINTENANCE_INTERVAL_MS);
     return driver;
   }
 
-  /** Where the target is, resolved. */
-  get target(): UdpAddress {
+  /** Where classic flows go, resolved (undefined: nowhere). */
+  get target(): UdpAddress | undefined {
     return this.#target;
   }
 
@@ -199,7 +227,10 @@ export class ServerDriver {
         if (!flow) return;
         flow.lastActiveMs = performance.now();
         this.targetCounters.toTarget++;
-        pending.push(flow.transport.send(payload, this.#target).catch(targetSendFailed));
+        pending.push(flow.transport.send(payload, flow.target).catch(targetSendFailed));
+      },
+      openTarget: (sessionId, flowId, target) => {
+        void this.#openDeclaredFlow(sessionId, flowId, target);
       },
     };
   }
@@ -235,7 +266,7 @@ export class ServerDriver {
     const pending: Promise<unknown>[] = [];
     const outbox = this.#outbox(pending);
     const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
-    const target = this.#target;
+    const target = flow.target;
     while (!flow.closed) {
       let received: [Uint8Array, UdpAddress];
       try {
@@ -274,6 +305,17 @@ export class ServerDriver {
     const existing = flows?.get(flowId);
     if (existing) return existing;
     if (this.#stopping) return undefined;
+    const target = flowId >= DECLARED_FLOW_BASE
+      ? this.#declaredTargets.get(sessionId)?.get(flowId)
+      : this.#target;
+    if (target === undefined) {
+      // A classic flow with no default target, or a declared one the core let through unopened.
+      this.targetCounters.noTarget++;
+      this.#logFlowRefusal("dropped a datagram with nowhere to go (no default target)", {
+        session: formatSessionId(sessionId),
+      });
+      return undefined;
+    }
     if (
       flows && flows.size >= this.#maxFlowsPerSession || this.flowCount >= this.#maxTargetSockets
     ) {
@@ -286,7 +328,7 @@ export class ServerDriver {
     }
     let transport: DatagramTransport;
     try {
-      transport = bindUdp({ hostname: wildcardFor(this.#target.hostname), port: 0 });
+      transport = bindUdp({ hostname: wildcardFor(target.hostname), port: 0 });
     } catch (error) {
       // Out of file descriptors or ports: this datagram is lost, the server and its sessions are not.
       this.targetCounters.flowLimit++;
@@ -297,6 +339,7 @@ export class ServerDriver {
     const flow: TargetFlow = {
       sessionId,
       flowId,
+      target,
       transport,
       lastActiveMs: performance.now(),
       closed: false,
@@ -306,7 +349,7 @@ export class ServerDriver {
       session: formatSessionId(sessionId),
       flow: flowId,
       localPort: flow.transport.localAddress.port,
-      target: formatHostPort(this.#target),
+      target: formatHostPort(target),
     });
     this.#track(this.#targetLoop(flow));
     return flow;
@@ -327,6 +370,7 @@ export class ServerDriver {
   }
 
   #closeSessionFlows(sessionId: number): void {
+    this.#declaredTargets.delete(sessionId);
     const flows = this.#flows.get(sessionId);
     if (!flows) return;
     for (const flow of [...flows.values()]) this.#closeFlow(flow);
@@ -344,6 +388,61 @@ export class ServerDriver {
     this.#timerOutbox ??= this.#outbox(this.#timerPending);
     this.core.onTimer(performance.now(), this.#timerOutbox);
     this.#armTimer();
+    await this.#settle(this.#timerPending);
+  }
+
+  /**
+   * A client declared a flow: check the name or the rules, resolve, and tell the core. Named targets
+   * are always allowed; an explicit address must match an `allow` rule once resolved.
+   */
+  async #openDeclaredFlow(sessionId: number, flowId: number, target: FlowTarget): Promise<void> {
+    const choice = chooseTarget(this.#policy, target);
+    let status: "open" | FlowRefusal = choice.ok ? "open" : choice.refusal;
+    let label = target.kind === "named" ? target.name : `${target.host}:${target.port}`;
+    if (choice.ok) {
+      label = choice.label;
+      let address: string | undefined;
+      try {
+        address = await resolveHost(choice.host);
+      } catch {
+        status = "unresolvable";
+      }
+      if (address !== undefined) {
+        const flows = this.#flows.get(sessionId);
+        if (!choice.named && !addressAllowed(this.#policy, address, choice.port)) {
+          status = "denied";
+        } else if (
+          flows && flows.size >= this.#maxFlowsPerSession ||
+          this.flowCount >= this.#maxTargetSockets
+        ) {
+          status = "limit";
+        } else if (this.core.sessions.has(sessionId)) {
+          let declared = this.#declaredTargets.get(sessionId);
+          if (!declared) this.#declaredTargets.set(sessionId, declared = new Map());
+          declared.set(flowId, { transport: "udp", hostname: address, port: choice.port });
+          // A declaration may replace an earlier one of the same id: its old socket goes.
+          const old = flows?.get(flowId);
+          if (old) this.#closeFlow(old);
+        }
+      }
+    }
+    if (this.#stopping) return;
+    if (status !== "open") {
+      this.targetCounters.flowsRefused++;
+      const held = this.#logThrottle.allow(`flow refused ${status}`, performance.now());
+      if (held !== undefined) {
+        this.#logger.warning("refused a client's flow", {
+          session: formatSessionId(sessionId),
+          target: label,
+          reason: status,
+          repeats: held,
+        });
+      }
+    } else {
+      this.#logger.debug("flow opened", { session: formatSessionId(sessionId), target: label });
+    }
+    this.#timerOutbox ??= this.#outbox(this.#timerPending);
+    this.core.flowOpened(sessionId, flowId, status, performance.now(), this.#timerOutbox);
     await this.#settle(this.#timerPending);
   }
 

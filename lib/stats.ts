@@ -32,7 +32,11 @@ export type DropReason =
   /** Application datagrams queued while the handshake was pending, beyond the queue. */
   | "queue-full"
   /** A message that this end never expects (e.g. an INIT at the client). */
-  | "unexpected";
+  | "unexpected"
+  /** A datagram of a flow whose target the server refused (or, at the server, not allowed). */
+  | "target-refused"
+  /** At the server: a declared flow's datagram that waited for its FLOW_OPEN in vain. */
+  | "flow-unknown";
 
 /** All drop reasons, in display order. */
 export const DROP_REASONS: readonly DropReason[] = [
@@ -50,6 +54,8 @@ export const DROP_REASONS: readonly DropReason[] = [
   "oversize",
   "queue-full",
   "unexpected",
+  "target-refused",
+  "flow-unknown",
 ];
 
 /** Drop counts by reason. */

@@ -168,6 +168,10 @@ export interface ServerStatus {
     readonly foreignOnTargetSocket: number;
     /** Flows refused because their session had too many target sockets. */
     readonly flowLimit: number;
+    /** Classic flows' datagrams dropped: no default target. */
+    readonly noDefaultTarget: number;
+    /** Declared flows refused (not allowed, unknown name, unresolvable, limit). */
+    readonly flowsRefused: number;
   };
   readonly sessionsOpened: number;
   readonly sessionsClosed: number;
@@ -215,7 +219,8 @@ export interface ServerStatusSource {
   readonly core: Pick<ServerCore, "sessions" | "counters">;
   readonly startedAtMs: number;
   readonly listeners: readonly { readonly localAddress: AddressLike }[];
-  readonly target: AddressLike;
+  /** The default target (classic flows), if any. */
+  readonly target: AddressLike | undefined;
   readonly targetCounters: {
     readonly toTarget: number;
     readonly fromTarget: number;
@@ -223,6 +228,8 @@ export interface ServerStatusSource {
     readonly sendErrors: number;
     readonly clientSendErrors: number;
     readonly flowLimit: number;
+    readonly noTarget?: number;
+    readonly flowsRefused?: number;
   };
   readonly flowCount: number;
   flowsOf(sessionId: number): number;
@@ -325,7 +332,7 @@ export function serverStatus(
     uptimeSeconds: roundTo(Math.max(0, nowMs - source.startedAtMs) / 1000, 3),
     encrypted: context.encrypted,
     listen: source.listeners.map((listener) => formatHostPort(listener.localAddress)),
-    target: formatHostPort(source.target),
+    target: source.target === undefined ? "none" : formatHostPort(source.target),
     traffic: {
       received: traffic(counters.received),
       sent: traffic(counters.sent),
@@ -339,6 +346,8 @@ export function serverStatus(
       clientSend: target.clientSendErrors,
       foreignOnTargetSocket: target.foreign,
       flowLimit: target.flowLimit,
+      noDefaultTarget: target.noTarget ?? 0,
+      flowsRefused: target.flowsRefused ?? 0,
     },
     sessionsOpened: counters.sessionsOpened,
     sessionsClosed: counters.sessionsClosed,

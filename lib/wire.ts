@@ -8,7 +8,8 @@
  * | offset | size | field                                                              |
  * |--------|------|--------------------------------------------------------------------|
  * | 0      | 1    | version (1)                                                        |
- * | 1      | 1    | type (0x01 DATA, 0x02 PROBE, 0x03 PROBE_REPLY, 0x04 FEC)           |
+ * | 1      | 1    | type (0x01 DATA, 0x02 PROBE, 0x03 PROBE_REPLY, 0x04 FEC,           |
+ * |        |      |       0x05 FLOW_OPEN, 0x06 FLOW_REPLY)                             |
  * | 2      | 1    | flags (bit 0: body is AEAD-sealed)                                 |
  * | 3      | 1    | key phase (which handshake's keys sealed it)                       |
  * | 4      | 4    | session id (chosen at random by mpclient, never 0)                 |
@@ -47,6 +48,8 @@ export const MessageType = {
   probe: 0x02,
   probeReply: 0x03,
   fec: 0x04,
+  flowOpen: 0x05,
+  flowReply: 0x06,
   init: 0x10,
   response: 0x11,
   reset: 0x12,
@@ -54,7 +57,7 @@ export const MessageType = {
 } as const;
 
 /** The message types that carry the sealed header. */
-export type SealedType = "data" | "probe" | "probe-reply" | "fec";
+export type SealedType = "data" | "probe" | "probe-reply" | "fec" | "flow-open" | "flow-reply";
 
 /** Flag bit: a sealed body is encrypted and authenticated; a handshake is authenticated. */
 export const FLAG_AUTHENTICATED = 0x01;
@@ -162,6 +165,8 @@ const SEALED_TYPES: Record<number, SealedType> = {
   [MessageType.probe]: "probe",
   [MessageType.probeReply]: "probe-reply",
   [MessageType.fec]: "fec",
+  [MessageType.flowOpen]: "flow-open",
+  [MessageType.flowReply]: "flow-reply",
 };
 
 const SEALED_TYPE_CODES: Record<SealedType, number> = {
@@ -169,6 +174,8 @@ const SEALED_TYPE_CODES: Record<SealedType, number> = {
   "probe": MessageType.probe,
   "probe-reply": MessageType.probeReply,
   "fec": MessageType.fec,
+  "flow-open": MessageType.flowOpen,
+  "flow-reply": MessageType.flowReply,
 };
 
 const TWO_TO_32 = 2 ** 32;
@@ -472,4 +479,105 @@ export function encodeProbeReplyBody(probeBody: Uint8Array, receivedOnPath: numb
 export function decodeProbeReplyCount(body: Uint8Array): number | undefined {
   if (body.length < PROBE_REPLY_BODY_BYTES) return undefined;
   return new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(PROBE_ECHO_BYTES);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Flows with a target of their own
+
+/**
+ * Flow ids from here up are "declared": the client names their target in a FLOW_OPEN. Ids below are
+ * classic flows, which go to the server's default target. The split lets the server tell a declared
+ * flow whose FLOW_OPEN is still on its way (hold its datagrams) from a classic one (deliver).
+ */
+export const DECLARED_FLOW_BASE = 0x8000;
+
+/** Where a declared flow's datagrams go: a target the server names, or an address it must allow. */
+export type FlowTarget =
+  | { readonly kind: "named"; readonly name: string }
+  | {
+    readonly kind: "address";
+    /** An IPv4 or IPv6 literal (no brackets) or a host name the server resolves. */
+    readonly host: string;
+    readonly port: number;
+  };
+
+/** Why the server refused a declared flow (FLOW_REPLY status 1–6). */
+export type FlowRefusal =
+  | "denied"
+  | "unknown-target"
+  | "unresolvable"
+  | "limit"
+  | "no-default-target"
+  | "unreachable";
+
+const FLOW_STATUS_CODES: readonly ("open" | FlowRefusal)[] = [
+  "open",
+  "denied",
+  "unknown-target",
+  "unresolvable",
+  "limit",
+  "no-default-target",
+  "unreachable",
+];
+const FLOW_TARGET_NAMED = 1;
+const FLOW_TARGET_ADDRESS = 2;
+/** Host names and target names are at most this long (a DNS name's limit). */
+export const MAX_FLOW_TARGET_NAME_BYTES = 253;
+/** Size of a FLOW_REPLY body: status (1), reserved (3). */
+export const FLOW_REPLY_BODY_BYTES = 4;
+
+const textEncoder = new TextEncoder();
+const strictTextDecoder = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Encodes a FLOW_OPEN body: kind (1: named, 2: address), port (u16, 0 for a name), name length (u8),
+ * name (UTF-8). Throws RangeError for a name that does not fit (a programming error: callers check).
+ */
+export function encodeFlowOpenBody(target: FlowTarget): Uint8Array {
+  const name = textEncoder.encode(target.kind === "named" ? target.name : target.host);
+  if (name.length === 0 || name.length > MAX_FLOW_TARGET_NAME_BYTES) {
+    throw new RangeError(`a flow target name must be 1 to ${MAX_FLOW_TARGET_NAME_BYTES} bytes`);
+  }
+  const body = new Uint8Array(4 + name.length);
+  body[0] = target.kind === "named" ? FLOW_TARGET_NAMED : FLOW_TARGET_ADDRESS;
+  new DataView(body.buffer).setUint16(1, target.kind === "named" ? 0 : target.port);
+  body[3] = name.length;
+  body.set(name, 4);
+  return body;
+}
+
+/** Decodes a FLOW_OPEN body; undefined for anything malformed (never throws). */
+export function decodeFlowOpenBody(body: Uint8Array): FlowTarget | undefined {
+  if (body.length < 5) return undefined;
+  const kind = body[0];
+  const port = (body[1] << 8) | body[2];
+  const length = body[3];
+  if (length === 0 || body.length !== 4 + length) return undefined;
+  let name: string;
+  try {
+    name = strictTextDecoder.decode(body.subarray(4));
+  } catch {
+    return undefined;
+  }
+  // Names end up in logs and resolvers: no control characters or spaces.
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code <= 0x20 || code === 0x7f) return undefined;
+  }
+  if (kind === FLOW_TARGET_NAMED && port === 0) return { kind: "named", name };
+  if (kind === FLOW_TARGET_ADDRESS && port !== 0) return { kind: "address", host: name, port };
+  return undefined;
+}
+
+/** Encodes a FLOW_REPLY body. */
+export function encodeFlowReplyBody(status: "open" | FlowRefusal): Uint8Array {
+  const body = new Uint8Array(FLOW_REPLY_BODY_BYTES);
+  body[0] = FLOW_STATUS_CODES.indexOf(status);
+  return body;
+}
+
+/** Decodes a FLOW_REPLY body; undefined when malformed. */
+export function decodeFlowReplyBody(body: Uint8Array): "open" | FlowRefusal | undefined {
+  if (body.length !== FLOW_REPLY_BODY_BYTES) return undefined;
+  return FLOW_STATUS_CODES[body[0]];
 }

@@ -40,6 +40,11 @@ arriving over any number of paths; keeps the first copy of each and sends it to 
 TARGET_PORT from a socket of its own per client flow. Replies travel back over every path the
 client was heard on recently.
 
+With a file, one mpserver serves several targets: \`target NAME HOST PORT\` lines name the
+targets clients may ask for, \`default-target NAME\` is where classic clients' traffic goes, and
+\`allow CIDR PORT[-PORT]\` lines say which explicit HOST:PORT requests may pass (after the server
+resolves them). Anything else is refused, logged and counted, and the client is told.
+
 Options:
   -c, --config FILE   the configuration file
   -h, --help          print this help
@@ -50,8 +55,15 @@ ${keywordFlagHelp(SERVER_KEYWORD_HELP)}
 The shared secret comes from --secret-file or the ${SECRET_ENV_VAR} environment variable, never from
 the command line. Without one, traffic is neither authenticated nor encrypted.
 
-Example:
+Examples:
   mpserver 2000 127.0.0.1 1194     # to a local OpenVPN
+  mpserver --config /etc/mptunnel/mpserver.conf
+      listen 0.0.0.0:2000
+      listen [::]:2000
+      target vpn 127.0.0.1 1194
+      target dns 127.0.0.1 53
+      default-target vpn
+      allow 10.0.0.0/8 53
 `;
 
 /** A server configuration reduced to what this version runs. */

@@ -143,8 +143,29 @@ export class ServerDriver {
         );
       });
     const listeners: DatagramTransport[] = [];
+    // On Linux `[::]:PORT` is dual-stack and already receives IPv4: bind it first, and let a
+    // `0.0.0.0:PORT` beside it go (binding it would fail as "address in use").
+    const ordered = [...options.listen].sort((a, b) =>
+      Number(b.hostname === "::") - Number(a.hostname === "::")
+    );
     try {
-      for (const address of options.listen) listeners.push(bindUdp(address));
+      for (const address of ordered) {
+        const dualStack = listeners.some((listener) =>
+          listener.localAddress.hostname === "::" && listener.localAddress.port === address.port
+        );
+        if (address.hostname === "0.0.0.0" && dualStack) {
+          try {
+            listeners.push(bindUdp(address));
+          } catch (error) {
+            if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+            options.logger.info("IPv4 arrives on the dual-stack IPv6 socket", {
+              listen: formatHostPort(address),
+            });
+          }
+          continue;
+        }
+        listeners.push(bindUdp(address));
+      }
     } catch (error) {
       for (const listener of listeners) listener.close();
       throw error;

@@ -22,10 +22,24 @@
 
 export {
   ClientCore,
+  type ClientCoreOptions,
   type ClientOutbox,
   type ClientTiming,
   DEFAULT_CLIENT_TIMING,
+  type FlowRefusal,
+  type FlowTarget,
 } from "./lib/client_core.ts";
+export { type SchedulingMode } from "./lib/scheduler.ts";
+export {
+  chooseFecParameters,
+  FecDecoder,
+  FecEncoder,
+  type FecParameters,
+  residualLossRatio,
+} from "./lib/fec.ts";
+export { ReedSolomon } from "./lib/reed_solomon.ts";
+export { ReorderBuffer } from "./lib/reorder.ts";
+export { addressAllowed, chooseTarget, type TargetPolicy } from "./lib/target_policy.ts";
 export {
   DEFAULT_SERVER_LIMITS,
   ServerCore,
@@ -54,7 +68,12 @@ export { type ClientStatus, clientStatus, type ServerStatus, serverStatus } from
 export { formatMetrics } from "./lib/metrics.ts";
 export { type ControlServer, startControlServer } from "./lib/control.ts";
 export { type DropReason } from "./lib/stats.ts";
-export { MAX_APP_PAYLOAD_BYTES, PROTOCOL_VERSION, TUNNEL_OVERHEAD_BYTES } from "./lib/wire.ts";
+export {
+  DECLARED_FLOW_BASE,
+  MAX_APP_PAYLOAD_BYTES,
+  PROTOCOL_VERSION,
+  TUNNEL_OVERHEAD_BYTES,
+} from "./lib/wire.ts";
 export {
   formatStreamReport,
   runTrafficSink,

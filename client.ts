@@ -1,6 +1,8 @@
 /**
  * mpclient: takes datagrams from local applications and sends each over every path (bridge relays, or
- * the server itself) to mpserver; passes the first copy of each reply back.
+ * the server itself) to mpserver; passes the first copy of each reply back. Applications reach it
+ * on the classic listener (to the server's default target), on `forward` listeners (each to a
+ * target of its own) or through its SOCKS5 front end (a destination per datagram).
  *
  *     mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
  */
@@ -10,8 +12,11 @@ import { runMain, UsageError, VERSION } from "./lib/cli.ts";
 import {
   ClientDriver,
   type ClientDriverOptions,
+  type ClientForward,
   type ClientPathTarget,
   type ClientScheduling,
+  type ForwardStatus,
+  type Socks5Status,
 } from "./lib/client_driver.ts";
 import { type ClientTiming, DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
 import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
@@ -27,7 +32,13 @@ import {
 import { programLogger, setUpLogging } from "./lib/logging.ts";
 import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
 import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
-import { clientStatus } from "./lib/status.ts";
+import { type ClientStatus, clientStatus } from "./lib/status.ts";
+import type { Socks5Credentials } from "./lib/socks5.ts";
+import {
+  SOCKS5_PASSWORD_ENV_VAR,
+  SOCKS5_USER_ENV_VAR,
+  socks5CredentialsFrom,
+} from "./lib/socks5_front.ts";
 
 const HELP = `mpclient ${VERSION} — the client end of mptunnel, a multipath UDP tunnel
 
@@ -36,9 +47,12 @@ Usage:
   mpclient [OPTIONS] --config CONFIG_FILE
   mpclient status [--control HOST:PORT | CONFIG_FILE] [--json] [--watch [--interval 1s]]
 
-Applications send UDP datagrams to [HOST:]PORT (HOST defaults to 127.0.0.1); each goes out on every
-path listed in CONFIG_FILE (one "HOST PORT" per line: a bridge, or mpserver itself) and mpserver keeps
-the first copy. Replies come back the same way.
+Applications send UDP datagrams to [HOST:]PORT (HOST defaults to 127.0.0.1) for the server's default
+target; each goes out on every path listed in CONFIG_FILE (one "HOST PORT" per line: a bridge, or
+mpserver itself) and mpserver keeps the first copy. Replies come back the same way.
+"forward [HOST:]PORT TARGET" adds a listener whose datagrams go to TARGET (a target name on the
+server, or HOST:PORT the server allows); "socks5 HOST:PORT" adds a SOCKS5 front end (UDP ASSOCIATE)
+where applications choose the destination per datagram. With either, [HOST:]PORT is optional.
 
 Options:
   -c, --config FILE   the configuration file (or give it as the last argument)
@@ -49,10 +63,13 @@ ${keywordFlagHelp(CLIENT_KEYWORD_HELP)}
 
 The shared secret comes from --secret-file or the ${SECRET_ENV_VAR} environment variable, never from
 the command line. Without one, traffic is neither authenticated nor encrypted.
+SOCKS5 clients must log in (RFC 1929) when ${SOCKS5_USER_ENV_VAR} and ${SOCKS5_PASSWORD_ENV_VAR} are set
+(never on the command line); otherwise the front end asks for no authentication.
 
 Examples:
   mpclient 4000 mpclient.conf      # mpclient.conf: "192.0.2.1 4001" and "198.51.100.1 4001"
   mpclient --uplinks auto 203.0.113.7:2000 4000    # one path per local uplink, straight to mpserver
+  mpclient --forward "127.0.0.1:5353 dns" --socks5 127.0.0.1:1080 mpclient.conf
 `;
 
 /** Reads the arguments and the file into one configuration; every mistake is a UsageError. */
@@ -112,11 +129,8 @@ export function joinUplinksFlag(args: readonly string[]): string[] {
   return joined;
 }
 
-/** Refuses, clearly, what the configuration language has words for but this version does not do. */
+/** Refuses, clearly, a configuration mpclient cannot run with. */
 function checkSupported(config: ClientConfig, configFile: string | undefined): void {
-  const notYet = (what: string) => {
-    throw new UsageError(`${what} is not available in mpclient ${VERSION} yet`);
-  };
   if (config.paths.length === 0 && config.uplinksAuto === undefined) {
     throw new UsageError(
       configFile === undefined
@@ -124,13 +138,68 @@ function checkSupported(config: ClientConfig, configFile: string | undefined): v
         : `${configFile} lists no path; add one "HOST PORT" line per bridge, or "uplinks auto HOST PORT"`,
     );
   }
-  if (config.listen === undefined) {
+  if (config.listen === undefined && config.forwards.length === 0 && config.socks5 === undefined) {
     throw new UsageError(
-      "no listen port: give [HOST:]PORT before the file, --listen, or a listen line",
+      "nowhere for applications to send: give [HOST:]PORT before the file (or --listen, or a listen line), a forward, or socks5",
     );
   }
-  if (config.forwards.length > 0) notYet("forward");
-  if (config.socks5 !== undefined) notYet("socks5");
+}
+
+/**
+ * The SOCKS5 credentials from the environment, when the front end is configured (the variables are
+ * not read otherwise). Every mistake is a UsageError: a front end meant to ask for a password must
+ * not start without one.
+ */
+function socks5Credentials(config: ClientConfig): Socks5Credentials | undefined {
+  if (config.socks5 === undefined) return undefined;
+  const read = (name: string) => {
+    try {
+      return Deno.env.get(name);
+    } catch (error) {
+      if (
+        error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied
+      ) {
+        throw new UsageError(
+          `cannot read ${name} for the SOCKS5 front end: allow it (--allow-env=${SECRET_ENV_VAR},${SOCKS5_USER_ENV_VAR},${SOCKS5_PASSWORD_ENV_VAR})`,
+        );
+      }
+      throw error;
+    }
+  };
+  const credentials = socks5CredentialsFrom(read);
+  if (!credentials.ok) throw new UsageError(credentials.error);
+  return credentials.value;
+}
+
+/** The driver's view of the `forward` lines. */
+function forwardsOf(config: ClientConfig): ClientForward[] {
+  return config.forwards.map((forward) => ({
+    listen: forward.listen,
+    target: forward.target.kind === "named" ? { kind: "named", name: forward.target.name } : {
+      kind: "address",
+      host: forward.target.address.hostname,
+      port: forward.target.address.port,
+    },
+  }));
+}
+
+/** What mpclient reports at `/status`: the common status, its forwards and SOCKS5 front end. */
+export interface ClientFrontEndStatus extends ClientStatus {
+  readonly forwards: readonly ForwardStatus[];
+  /** Null when no SOCKS5 front end runs. */
+  readonly socks5: Socks5Status | null;
+  /** Declared flows the server refused, by reason. */
+  readonly refusedFlows: Readonly<Record<string, number>>;
+}
+
+/** The client's status with its front ends. */
+function statusWithFrontEnds(driver: ClientDriver, nowMs: number): ClientFrontEndStatus {
+  return {
+    ...clientStatus(driver, nowMs),
+    forwards: driver.forwards(),
+    socks5: driver.socks5() ?? null,
+    refusedFlows: { ...driver.refusedFlows },
+  };
 }
 
 /** Runs mpclient with these arguments until SIGINT or SIGTERM. */
@@ -147,10 +216,13 @@ export async function main(args: readonly string[]): Promise<void> {
   const config = await readClientConfig(args);
   if (config === "done") return;
   const secret = await loadSecret(config.secretFile);
+  const credentials = socks5Credentials(config);
   await setUpLogging(config.logLevel ?? "info", config.logFormat ?? "text");
   const logger = programLogger("client");
   const driver = await ClientDriver.start({
-    listen: config.listen!,
+    listen: config.listen,
+    forwards: forwardsOf(config),
+    socks5: config.socks5 === undefined ? undefined : { listen: config.socks5, credentials },
     paths: pathTargets(config),
     secret: secret?.keys,
     logger,
@@ -163,9 +235,20 @@ export async function main(args: readonly string[]): Promise<void> {
       error instanceof Deno.errors.PermissionDenied;
     throw unusable ? new UsageError(`cannot listen: ${(error as Error).message}`) : error;
   });
-  const listen = driver.listenAddress;
+  const listen = driver.classicListenAddress;
+  const socks5 = driver.socks5();
   logger.info(`mpclient ${VERSION} started`, {
-    listen: `${listen.hostname}:${listen.port}`,
+    listen: listen === undefined ? "none" : formatHostPort(listen),
+    ...(config.forwards.length > 0
+      ? {
+        forwards: driver.forwards().map((forward) => `${forward.listen}→${forward.target}`).join(
+          ",",
+        ),
+      }
+      : {}),
+    ...(socks5 !== undefined
+      ? { socks5: socks5.listen, socks5Auth: credentials === undefined ? "none" : "username" }
+      : {}),
     paths: driver.core.paths.map((path) => path.label).join(","),
     session: formatSessionId(driver.core.sessionId),
     secret: secret?.source ?? "none",
@@ -175,11 +258,16 @@ export async function main(args: readonly string[]): Promise<void> {
       `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach mpserver can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
     );
   }
+  if (socks5 !== undefined && credentials === undefined && !isLoopback(config.socks5!.hostname)) {
+    logger.warning(
+      `the SOCKS5 front end listens on a non-loopback address without a username and password: anyone who can reach it can use the tunnel; set ${SOCKS5_USER_ENV_VAR} and ${SOCKS5_PASSWORD_ENV_VAR}`,
+    );
+  }
   let control: ControlServer | undefined;
   if (config.control !== undefined) {
     control = await startControlServer({
       address: config.control,
-      status: () => clientStatus(driver, performance.now()),
+      status: () => statusWithFrontEnds(driver, performance.now()),
       setPathInService: (path, inService) => driver.setPathInService(path, inService),
       logger,
     }).catch(async (error) => {
@@ -245,6 +333,11 @@ function uplinksAutoOf(config: ClientConfig): ClientDriverOptions["uplinksAuto"]
   };
 }
 
+/** True for the loopback addresses (127.0.0.0/8, ::1) and `localhost`. */
+function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
 /** Rates become balance weights in units of 100 kbit/s. */
 const RATE_PER_WEIGHT_UNIT = 100_000;
 
@@ -293,6 +386,12 @@ async function reloadClient(
   if (JSON.stringify(next.control) !== JSON.stringify(running.control)) {
     logger.warning("control changed; it takes effect after a restart");
   }
+  if (JSON.stringify(forwardsOf(next)) !== JSON.stringify(forwardsOf(running))) {
+    logger.warning("forward lines changed; they take effect after a restart");
+  }
+  if (JSON.stringify(next.socks5) !== JSON.stringify(running.socks5)) {
+    logger.warning("socks5 changed; it takes effect after a restart");
+  }
   if (next.logLevel !== running.logLevel || next.logFormat !== running.logFormat) {
     await setUpLogging(next.logLevel ?? "info", next.logFormat ?? "text");
   }
@@ -310,6 +409,8 @@ async function reloadClient(
   return {
     ...next,
     listen: running.listen,
+    forwards: running.forwards,
+    socks5: running.socks5,
     secretFile: running.secretFile,
     control: running.control,
   };

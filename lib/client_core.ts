@@ -1035,7 +1035,8 @@ export class ClientCore {
       : formatHostPort({ hostname: declared.target.host, port: declared.target.port });
     const held = this.#logThrottle.allow(`flow-refused ${status}`, nowMs);
     if (held !== undefined) {
-      this.#logger.warning("the server refused a flow's target", {
+      // The driver logs each refused flow with where it came from; this is the core's view.
+      this.#logger.debug("the server refused a flow's target", {
         target,
         reason: status,
         repeats: held,

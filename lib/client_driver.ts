@@ -1,7 +1,11 @@
 /**
- * The client's driver: the sockets and the timer around {@link ClientCore}. One socket listens for
- * applications; each path has a socket of its own (its own source port, so bridges and NATs see one
- * mapping per path). Each distinct application address is a flow; replies go back to it.
+ * The client's driver: the sockets and the timer around {@link ClientCore}. Applications reach
+ * the tunnel through its front ends: the classic listener (its flows go to the server's default
+ * target), one listener per `forward` (its flows are declared with the forward's target), and the
+ * SOCKS5 front end (`lib/socks5_front.ts`: each destination of an association is a declared flow).
+ * Each distinct application address on a listener is a flow; replies go back to it from that
+ * listener. Each path has a socket of its own (its own source port, so bridges and NATs see one
+ * mapping per path).
  *
  * A path's socket is not forever: a path bound to an interface (`dev`, `uplinks auto`) is re-opened
  * on the interface's new address when it changes, and a path that stays silent is re-opened on a
@@ -21,6 +25,8 @@ import {
   ClientCore,
   type ClientOutbox,
   type ClientTiming,
+  type FlowRefusal,
+  type FlowTarget,
   formatSessionId,
 } from "./client_core.ts";
 import type { SecretKeys } from "./handshake.ts";
@@ -31,7 +37,14 @@ import { firstLook, type UplinkAction, UplinkManager } from "./uplinks.ts";
 import { formatDrops } from "./stats.ts";
 import { DeadlineTimer } from "./deadline_timer.ts";
 import { bindUdp, classifySendError, type DatagramTransport, type UdpAddress } from "./udp.ts";
-import { MAX_FLOW_ID } from "./wire.ts";
+import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "./wire.ts";
+import type { Socks5Credentials } from "./socks5.ts";
+import {
+  Socks5Front,
+  type Socks5Tunnel,
+  type TunnelChannel,
+  type TunnelFlowHandlers,
+} from "./socks5_front.ts";
 
 /** A path as the driver needs it: where to send. */
 export interface ClientPathTarget {
@@ -57,10 +70,30 @@ export interface ClientScheduling {
   readonly reorderTimeoutMs?: number;
 }
 
+/** A `forward` line: another local listener whose flows go to one target. */
+export interface ClientForward {
+  readonly listen: HostPort;
+  readonly target: FlowTarget;
+}
+
+/** The SOCKS5 front end's settings (see `lib/socks5_front.ts`). */
+export interface ClientSocks5 {
+  /** The TCP address of the control listener. */
+  readonly listen: HostPort;
+  /** When set, clients must authenticate with these (RFC 1929). */
+  readonly credentials?: Socks5Credentials;
+  readonly maxAssociations?: number;
+  readonly maxFlowsPerAssociation?: number;
+}
+
 /** What starts a client. */
 export interface ClientDriverOptions {
-  /** Where applications send. */
-  readonly listen: HostPort;
+  /** Where applications send for the server's default target (the classic listener), if any. */
+  readonly listen?: HostPort;
+  /** More listeners, each to a target of its own. */
+  readonly forwards?: readonly ClientForward[];
+  /** A SOCKS5 front end. */
+  readonly socks5?: ClientSocks5;
   readonly paths: readonly ClientPathTarget[];
   readonly secret?: SecretKeys;
   readonly logger: Logger;
@@ -98,11 +131,62 @@ const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 180_000;
 const DEFAULT_RERESOLVE_AFTER_MS = 5000;
 const DEFAULT_REOPEN_AFTER_MS = 5000;
 
-/** One application address talking through the tunnel. */
+/** One application address (or SOCKS5 destination) talking through the tunnel. */
 interface Flow {
   readonly id: number;
-  readonly address: UdpAddress;
+  /** How logs name it. */
+  readonly label: string;
   lastActiveMs: number;
+  /** Sends a reply to the application; the payload may be reused once the promise settles. */
+  readonly deliver: (payload: Uint8Array) => Promise<unknown>;
+  /** Removes the flow from its owner's index when the driver forgets it for being idle. */
+  readonly expired: () => void;
+  /** Set when the server refused the flow's target (logged once). */
+  refusal: FlowRefusal | undefined;
+}
+
+/** A UDP listener for applications: the classic one, or a forward's. */
+interface AppListener {
+  readonly transport: DatagramTransport;
+  /** Undefined for the classic listener: its flows go to the server's default target. */
+  readonly target: FlowTarget | undefined;
+  /** How logs name it: "listen" or "forward HOST:PORT → TARGET". */
+  readonly label: string;
+  /** Its flows by application host, then port. */
+  readonly flowsByHost: Map<string, Map<number, Flow>>;
+}
+
+/** What a forward listener reports (for status output). */
+export interface ForwardStatus {
+  /** Where its applications send, HOST:PORT. */
+  readonly listen: string;
+  /** The target: a name, or HOST:PORT. */
+  readonly target: string;
+  readonly flows: number;
+}
+
+/** What the SOCKS5 front end reports (for status output). */
+export interface Socks5Status {
+  /** The TCP control listener, HOST:PORT. */
+  readonly listen: string;
+  readonly associations: number;
+  readonly flows: number;
+  readonly connections: number;
+  readonly handshakeFailures: number;
+  readonly toTunnel: number;
+  readonly toClients: number;
+  /** Datagrams to a relay dropped, by reason (only reasons that happened). */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+/** The last classic flow id; declared flows are {@link DECLARED_FLOW_BASE}–{@link MAX_FLOW_ID}. */
+const MAX_CLASSIC_FLOW_ID = DECLARED_FLOW_BASE - 1;
+
+/** How logs and status write a flow target. */
+export function formatFlowTarget(target: FlowTarget): string {
+  return target.kind === "named"
+    ? target.name
+    : formatHostPort({ hostname: target.host, port: target.port });
 }
 
 /** A path's socket and where it sends. */
@@ -180,12 +264,17 @@ async function preparePath(
 /** A running mpclient. */
 export class ClientDriver {
   readonly core: ClientCore;
-  readonly app: DatagramTransport;
   /** Path sockets by the core's path index (a removed path leaves a hole). */
   readonly #paths: (PathSocket | undefined)[];
   readonly #logger: Logger;
-  readonly #flowsByHost = new Map<string, Map<number, Flow>>();
+  /** The classic listener first (when there is one), then the forwards' in configuration order. */
+  readonly #listeners: AppListener[] = [];
+  #socks5: Socks5Front | undefined;
   readonly #flowsById = new Map<number, Flow>();
+  #classicFlowCount = 0;
+  #declaredFlowCount = 0;
+  #nextClassicFlowId = 1;
+  #nextDeclaredFlowId = DECLARED_FLOW_BASE;
   readonly #flowIdleTimeoutMs: number;
   readonly #reresolveAfterMs: number;
   readonly #reopenAfterMs: number;
@@ -199,13 +288,11 @@ export class ClientDriver {
   #interfaceWork: Promise<void> = Promise.resolve();
   /** The running receive loops (a removed path's loop leaves the set when it ends). */
   readonly #loops = new Set<Promise<void>>();
-  #nextFlowId = 1;
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
 
-  private constructor(options: ClientDriverOptions, paths: PathSocket[], app: DatagramTransport) {
+  private constructor(options: ClientDriverOptions, paths: PathSocket[]) {
     this.#paths = paths;
-    this.app = app;
     this.#logger = options.logger;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
@@ -226,15 +313,17 @@ export class ClientDriver {
   }
 
   /**
-   * Resolves the paths, binds every socket (a `dev` path whose interface has no address yet waits
-   * for one), makes the `uplinks auto` paths, and starts the loops and the interface watcher.
+   * Resolves the paths, binds every socket (the listeners, the SOCKS5 front end, and the paths: a
+   * `dev` path whose interface has no address yet waits for one), makes the `uplinks auto` paths,
+   * and starts the loops and the interface watcher. A listener that cannot be bound throws, with
+   * everything opened so far closed.
    */
   static async start(options: ClientDriverOptions): Promise<ClientDriver> {
     const paths: PathSocket[] = [];
     for (const target of options.paths) paths.push(await preparePath(target, options.logger));
-    const app = bindUdp(options.listen);
-    const driver = new ClientDriver(options, paths, app);
+    const driver = new ClientDriver(options, paths);
     try {
+      driver.#openFrontEnds();
       paths.forEach((path, index) => {
         path.onSendError = (error) => driver.#sendFailed(index, error);
       });
@@ -321,10 +410,53 @@ export class ClientDriver {
     return { added: opened.length, removed: removed.length };
   }
 
-  /** The address applications send to. */
-  get listenAddress(): UdpAddress {
-    return this.app.localAddress;
+  /**
+   * The address applications send to: the classic listener's; without one, the first forward's,
+   * or else the SOCKS5 control listener's.
+   */
+  get listenAddress(): Deno.NetAddr {
+    return this.#listeners[0]?.transport.localAddress ?? this.#socks5!.address;
   }
+
+  /** The classic listener's address (undefined when only forwards or SOCKS5 are configured). */
+  get classicListenAddress(): UdpAddress | undefined {
+    const first = this.#listeners[0];
+    return first?.target === undefined ? first?.transport.localAddress : undefined;
+  }
+
+  /** Each forward: where it listens, its target and its flows now. */
+  forwards(): ForwardStatus[] {
+    return this.#listeners.flatMap((listener) => {
+      if (listener.target === undefined) return [];
+      let flows = 0;
+      for (const byPort of listener.flowsByHost.values()) flows += byPort.size;
+      return [{
+        listen: formatHostPort(listener.transport.localAddress),
+        target: formatFlowTarget(listener.target),
+        flows,
+      }];
+    });
+  }
+
+  /** The SOCKS5 front end's state, when it runs. */
+  socks5(): Socks5Status | undefined {
+    const front = this.#socks5;
+    if (front === undefined) return undefined;
+    const counters = front.counters;
+    return {
+      listen: formatHostPort(front.address),
+      associations: front.associationCount,
+      flows: front.flowCount,
+      connections: counters.connections,
+      handshakeFailures: counters.handshakeFailures,
+      toTunnel: counters.toTunnel,
+      toClients: counters.toClients,
+      drops: Object.fromEntries(Object.entries(counters.drops).filter(([, count]) => count > 0)),
+    };
+  }
+
+  /** Declared flows the server refused, by reason (each flow counted once). */
+  readonly refusedFlows: Partial<Record<FlowRefusal, number>> = {};
 
   /** Datagrams from the server for a flow this client no longer tracks (counted, dropped). */
   repliesForGoneFlows = 0;
@@ -384,8 +516,10 @@ export class ClientDriver {
     this.#timer.cancel();
     clearInterval(this.#maintenanceTimer);
     this.#watcher?.stop();
-    this.app.close();
+    for (const listener of this.#listeners) listener.transport.close();
+    const socks5Stopped = this.#socks5?.stop();
     for (const path of this.#paths) path?.transport?.close();
+    await socks5Stopped;
     await this.#interfaceWork;
     while (this.#loops.size > 0) await Promise.allSettled([...this.#loops]);
   }
@@ -398,13 +532,101 @@ export class ClientDriver {
     ).join(" ");
     return `session=${
       formatSessionId(this.core.sessionId)
-    } from-app=${counters.fromApp.datagrams} to-app=${counters.toApp.datagrams} duplicates=${counters.duplicates} replies-for-gone-flows=${this.repliesForGoneFlows} drops: ${
+    } from-app=${counters.fromApp.datagrams} to-app=${counters.toApp.datagrams} duplicates=${counters.duplicates} replies-for-gone-flows=${this.repliesForGoneFlows}${this.#frontEndsLine()} drops: ${
       formatDrops(counters.drops)
     } paths: ${paths}`;
   }
 
+  /** The forwards' and SOCKS5's part of the stats line (empty when neither is configured). */
+  #frontEndsLine(): string {
+    const forwards = this.forwards().map((forward) =>
+      `${forward.listen}→${forward.target}[flows=${forward.flows}]`
+    );
+    const socks5 = this.socks5();
+    const refused = Object.entries(this.refusedFlows).map(([reason, count]) =>
+      `${reason}=${count}`
+    );
+    const socks5Drops = Object.entries(socks5?.drops ?? {}).map(([reason, count]) =>
+      ` ${reason}=${count}`
+    ).join("");
+    return (forwards.length > 0 ? ` forwards: ${forwards.join(" ")}` : "") +
+      (socks5 !== undefined
+        ? ` socks5: ${socks5.listen}[associations=${socks5.associations} flows=${socks5.flows} to-tunnel=${socks5.toTunnel} to-clients=${socks5.toClients} handshake-failures=${socks5.handshakeFailures}${socks5Drops}]`
+        : "") +
+      (refused.length > 0 ? ` refused-flows: ${refused.join(" ")}` : "");
+  }
+
+  /** Binds the classic listener, the forwards' and the SOCKS5 front end (throws if one cannot). */
+  #openFrontEnds(): void {
+    const options = this.#options;
+    if (options.listen !== undefined) {
+      this.#listeners.push({
+        transport: naming("listen", options.listen, () => bindUdp(options.listen!)),
+        target: undefined,
+        label: "listen",
+        flowsByHost: new Map(),
+      });
+    }
+    for (const forward of options.forwards ?? []) {
+      this.#listeners.push({
+        transport: naming("forward", forward.listen, () => bindUdp(forward.listen)),
+        target: forward.target,
+        label: `forward ${formatHostPort(forward.listen)} → ${formatFlowTarget(forward.target)}`,
+        flowsByHost: new Map(),
+      });
+    }
+    if (options.socks5 !== undefined) {
+      const socks5 = options.socks5;
+      this.#socks5 = naming("socks5", socks5.listen, () =>
+        Socks5Front.start({
+          listen: socks5.listen,
+          credentials: socks5.credentials,
+          maxAssociations: socks5.maxAssociations,
+          maxFlowsPerAssociation: socks5.maxFlowsPerAssociation,
+          tunnel: this.#socks5Tunnel(),
+          logger: this.#logger,
+        }));
+    }
+  }
+
+  /** The tunnel as the SOCKS5 front end sees it: declared flows, each loop with its own outbox. */
+  #socks5Tunnel(): Socks5Tunnel {
+    return {
+      channel: (): TunnelChannel => {
+        const pending: Promise<unknown>[] = [];
+        const outbox = this.#outbox(pending);
+        return {
+          openFlow: (target, handlers: TunnelFlowHandlers) =>
+            this.#openDeclaredFlow(
+              target,
+              handlers.label,
+              handlers.deliver,
+              () => handlers.expired(),
+              performance.now(),
+              outbox,
+            )?.id,
+          send: async (flowId, payload) => {
+            const flow = this.#flowsById.get(flowId);
+            if (flow === undefined || this.#stopping) return;
+            // Let the FLOW_OPEN's sends run first, in case the core sealed it in the scratch
+            // buffer.
+            if (pending.length > 0) await this.#settle(pending);
+            const now = performance.now();
+            flow.lastActiveMs = now;
+            this.core.sendFromApp(flowId, payload, now, outbox);
+            await this.#settle(pending);
+          },
+        };
+      },
+      closeFlow: (flowId) => {
+        const flow = this.#flowsById.get(flowId);
+        if (flow !== undefined) this.#forgetFlow(flow);
+      },
+    };
+  }
+
   #run(): void {
-    this.#track(this.#appLoop());
+    for (const listener of this.#listeners) this.#track(this.#appLoop(listener));
     if (this.#uplinks !== undefined) this.#ensureWatching();
     this.#maintenanceTimer = setInterval(() => this.#maintain(), MAINTENANCE_INTERVAL_MS);
     this.#armTimer();
@@ -443,28 +665,52 @@ export class ClientDriver {
         }
         // Replies keep a flow alive too: an application may send once and then mostly listen.
         flow.lastActiveMs = performance.now();
-        pending.push(this.app.send(payload, flow.address).catch(appSendFailed));
+        pending.push(flow.deliver(payload).catch(appSendFailed));
       },
+      flowRefused: (flowId, reason) => this.#flowRefused(flowId, reason),
     };
   }
 
-  async #appLoop(): Promise<void> {
+  /** The server refused a declared flow: logged once per flow, counted by reason. */
+  #flowRefused(flowId: number, reason: FlowRefusal): void {
+    const flow = this.#flowsById.get(flowId);
+    if (flow === undefined || flow.refusal !== undefined) return;
+    flow.refusal = reason;
+    this.refusedFlows[reason] = (this.refusedFlows[reason] ?? 0) + 1;
+    this.#logger.warning("the server refused a flow; its datagrams are dropped", {
+      flow: flow.label,
+      reason,
+    });
+  }
+
+  async #appLoop(listener: AppListener): Promise<void> {
     const pending: Promise<unknown>[] = [];
     const outbox = this.#outbox(pending);
     const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
     while (!this.#stopping) {
       let received: [Uint8Array, UdpAddress];
       try {
-        received = await this.app.receive(buffer);
+        received = await listener.transport.receive(buffer);
       } catch (error) {
         if (this.#stopping) return;
-        this.#logger.warning("receive failed on the application socket", { error: String(error) });
+        this.#logger.warning("receive failed on an application socket", {
+          listener: listener.label,
+          error: String(error),
+        });
         continue;
       }
       const [payload, from] = received;
-      const now = performance.now();
-      const flow = this.#flowFor(from, now);
-      if (!flow) continue;
+      let now = performance.now();
+      let flow = this.#knownFlow(listener, from, now);
+      if (!flow) {
+        flow = this.#newListenerFlow(listener, from, now, outbox);
+        if (!flow) continue;
+        if (pending.length > 0) {
+          // Let the FLOW_OPEN's sends run first, in case the core sealed it in the scratch buffer.
+          await this.#settle(pending);
+          now = performance.now();
+        }
+      }
       this.core.sendFromApp(flow.id, payload, now, outbox);
       await this.#settle(pending);
     }
@@ -512,31 +758,97 @@ export class ClientDriver {
     this.#armTimer();
   }
 
-  #flowFor(from: UdpAddress, nowMs: number): Flow | undefined {
-    let byPort = this.#flowsByHost.get(from.hostname);
-    let flow = byPort?.get(from.port);
-    if (flow) {
-      flow.lastActiveMs = nowMs;
-      return flow;
-    }
-    if (this.#flowsById.size >= MAX_FLOW_ID) return undefined;
-    while (this.#flowsById.has(this.#nextFlowId)) {
-      this.#nextFlowId = this.#nextFlowId >= MAX_FLOW_ID ? 1 : this.#nextFlowId + 1;
-    }
-    flow = {
-      id: this.#nextFlowId,
-      address: { transport: "udp", hostname: from.hostname, port: from.port },
-      lastActiveMs: nowMs,
-    };
-    this.#nextFlowId = this.#nextFlowId >= MAX_FLOW_ID ? 1 : this.#nextFlowId + 1;
-    if (!byPort) this.#flowsByHost.set(from.hostname, byPort = new Map());
-    byPort.set(from.port, flow);
-    this.#flowsById.set(flow.id, flow);
-    this.#logger.debug("new application flow", {
-      flow: flow.id,
-      from: `${from.hostname}:${from.port}`,
-    });
+  /** The flow of application address `from` on `listener`, marked active; undefined when new. */
+  #knownFlow(listener: AppListener, from: UdpAddress, nowMs: number): Flow | undefined {
+    const flow = listener.flowsByHost.get(from.hostname)?.get(from.port);
+    if (flow) flow.lastActiveMs = nowMs;
     return flow;
+  }
+
+  /**
+   * Makes the flow of a new application address on `listener`: a classic flow on the classic
+   * listener, a declared one (told to the server through `outbox`) on a forward's. Undefined when
+   * every flow id of its kind is taken.
+   */
+  #newListenerFlow(
+    listener: AppListener,
+    from: UdpAddress,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): Flow | undefined {
+    const address: UdpAddress = { transport: "udp", hostname: from.hostname, port: from.port };
+    const label = `${formatHostPort(address)} on ${listener.label}`;
+    const deliver = (payload: Uint8Array) => listener.transport.send(payload, address);
+    const expired = () => {
+      const byPort = listener.flowsByHost.get(address.hostname);
+      byPort?.delete(address.port);
+      if (byPort?.size === 0) listener.flowsByHost.delete(address.hostname);
+    };
+    const flow = listener.target === undefined
+      ? this.#openClassicFlow(label, deliver, expired, nowMs)
+      : this.#openDeclaredFlow(listener.target, label, deliver, expired, nowMs, outbox);
+    if (!flow) return undefined;
+    let byPort = listener.flowsByHost.get(address.hostname);
+    if (!byPort) listener.flowsByHost.set(address.hostname, byPort = new Map());
+    byPort.set(address.port, flow);
+    this.#logger.debug("new application flow", { flow: flow.id, from: label });
+    return flow;
+  }
+
+  /** A classic flow (to the server's default target); undefined when every classic id is taken. */
+  #openClassicFlow(
+    label: string,
+    deliver: Flow["deliver"],
+    expired: Flow["expired"],
+    nowMs: number,
+  ): Flow | undefined {
+    if (this.#classicFlowCount >= MAX_CLASSIC_FLOW_ID) return undefined;
+    while (this.#flowsById.has(this.#nextClassicFlowId)) {
+      this.#nextClassicFlowId = nextId(this.#nextClassicFlowId, 1, MAX_CLASSIC_FLOW_ID);
+    }
+    const id = this.#nextClassicFlowId;
+    this.#nextClassicFlowId = nextId(id, 1, MAX_CLASSIC_FLOW_ID);
+    const flow: Flow = { id, label, lastActiveMs: nowMs, deliver, expired, refusal: undefined };
+    this.#flowsById.set(id, flow);
+    this.#classicFlowCount++;
+    return flow;
+  }
+
+  /**
+   * A declared flow to `target`, told to the core (which tells the server through `outbox`);
+   * undefined when every declared id is taken.
+   */
+  #openDeclaredFlow(
+    target: FlowTarget,
+    label: string,
+    deliver: Flow["deliver"],
+    expired: Flow["expired"],
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): Flow | undefined {
+    if (this.#stopping || this.#declaredFlowCount > MAX_FLOW_ID - DECLARED_FLOW_BASE) {
+      return undefined;
+    }
+    while (this.#flowsById.has(this.#nextDeclaredFlowId)) {
+      this.#nextDeclaredFlowId = nextId(this.#nextDeclaredFlowId, DECLARED_FLOW_BASE, MAX_FLOW_ID);
+    }
+    const id = this.#nextDeclaredFlowId;
+    this.#nextDeclaredFlowId = nextId(id, DECLARED_FLOW_BASE, MAX_FLOW_ID);
+    const flow: Flow = { id, label, lastActiveMs: nowMs, deliver, expired, refusal: undefined };
+    this.#flowsById.set(id, flow);
+    this.#declaredFlowCount++;
+    this.core.openFlow(id, target, nowMs, outbox);
+    return flow;
+  }
+
+  /** Forgets a flow (the core too, for a declared one); its owner's index is the caller's. */
+  #forgetFlow(flow: Flow): void {
+    if (this.#flowsById.get(flow.id) !== flow) return;
+    this.#flowsById.delete(flow.id);
+    if (flow.id >= DECLARED_FLOW_BASE) {
+      this.#declaredFlowCount--;
+      this.core.closeFlow(flow.id);
+    } else this.#classicFlowCount--;
   }
 
   #sendFailed(pathIndex: number, error: unknown): void {
@@ -577,8 +889,8 @@ export class ClientDriver {
     const now = performance.now();
     for (const flow of this.#flowsById.values()) {
       if (now - flow.lastActiveMs < this.#flowIdleTimeoutMs) continue;
-      this.#flowsById.delete(flow.id);
-      this.#flowsByHost.get(flow.address.hostname)?.delete(flow.address.port);
+      this.#forgetFlow(flow);
+      flow.expired();
     }
     this.#paths.forEach((path, index) => {
       const state = this.core.paths.find((known) => known.index === index);
@@ -755,6 +1067,26 @@ export class ClientDriver {
         return assertNever(action);
     }
   }
+}
+
+/**
+ * Runs `bind`; an error it throws keeps its class (callers tell "address in use" by it) and gets
+ * the listener's name and address in front of its message.
+ */
+function naming<T>(what: string, address: HostPort, bind: () => T): T {
+  try {
+    return bind();
+  } catch (error) {
+    if (error instanceof Error) {
+      error.message = `${what} ${formatHostPort(address)}: ${error.message}`;
+    }
+    throw error;
+  }
+}
+
+/** The id after `id` in `first..last`, wrapping around. */
+function nextId(id: number, first: number, last: number): number {
+  return id >= last ? first : id + 1;
 }
 
 /** What to bind for sending from `address` (any free port). */

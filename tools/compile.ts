@@ -50,7 +50,7 @@ export const RELEASE_PROGRAMS: readonly ReleaseProgram[] = [
     permissions: [
       "--allow-net",
       "--allow-read",
-      "--allow-env=MPTUNNEL_SECRET",
+      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD",
       "--allow-sys=networkInterfaces",
     ],
   },

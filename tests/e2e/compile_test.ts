@@ -201,7 +201,10 @@ Deno.test("each program is compiled with its task's permissions, type checked, f
   assert.ok(!windows.includes("--no-check"));
   for (const program of [client, server]) {
     const args = compileArguments(program, "aarch64-apple-darwin", "out/x");
-    for (const flag of ["--allow-net", "--allow-read", "--allow-env=MPTUNNEL_SECRET"]) {
+    const env = program.name === "mpclient"
+      ? "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD"
+      : "--allow-env=MPTUNNEL_SECRET";
+    for (const flag of ["--allow-net", "--allow-read", env]) {
       assert.ok(args.includes(flag), `${program.name}: ${flag}`);
     }
     assert.ok(!args.some((arg) => /^--allow-(all|run|write|ffi)/.test(arg)), program.name);

@@ -32,6 +32,7 @@
 import { parseArgs } from "node:util";
 import { runTrafficStream } from "../lib/traffic.ts";
 import { generateSecret, SECRET_ENV_VAR } from "../lib/secret.ts";
+import { DEFAULT_UDP_IO, UDP_IO_ENV_VAR, type UdpIo } from "../lib/udp.ts";
 import {
   commandExists,
   denoScript,
@@ -92,6 +93,10 @@ interface ConfigSpec {
   readonly paths: number;
   readonly encrypted: boolean;
   readonly viaBridges: boolean;
+  /** The socket layer of mpclient, mpserver and mpbridge (`MPTUNNEL_IO`). */
+  readonly io: UdpIo;
+  /** The client's scheduling mode. */
+  readonly mode: "redundant" | "adaptive";
   /** Where its search starts. */
   readonly startPps: number;
 }
@@ -154,15 +159,30 @@ interface Plan {
   readonly activeSessionRatePps: number;
 }
 
-function tunnel(paths: number, encrypted: boolean, viaBridges = false): ConfigSpec {
+/** Variations of a tunnel configuration. */
+interface TunnelOptions {
+  readonly viaBridges?: boolean;
+  /** Default: Deno's sockets, so the batched rows are the ones marked. */
+  readonly io?: UdpIo;
+  readonly mode?: "redundant" | "adaptive";
+}
+
+function tunnel(paths: number, encrypted: boolean, options: TunnelOptions = {}): ConfigSpec {
+  const { viaBridges = false, io = "deno", mode = "redundant" } = options;
   const route = viaBridges ? `${paths} mpbridge paths` : `${paths} path${paths > 1 ? "s" : ""}`;
   return {
-    id: `tunnel-${paths}${viaBridges ? "-bridged" : ""}${encrypted ? "-encrypted" : ""}`,
-    label: `tunnel, ${route}${encrypted ? ", encrypted" : ""}`,
+    id: `tunnel-${paths}${viaBridges ? "-bridged" : ""}${encrypted ? "-encrypted" : ""}${
+      mode === "redundant" ? "" : `-${mode}`
+    }${io === "deno" ? "" : `-${io}`}`,
+    label: `tunnel, ${route}${encrypted ? ", encrypted" : ""}${
+      mode === "redundant" ? "" : `, ${mode}`
+    }${io === "deno" ? "" : `, ${io}`}`,
     kind: "tunnel",
     paths,
     encrypted,
     viaBridges,
+    io,
+    mode,
     startPps: COMMON_RATE_PPS,
   };
 }
@@ -174,6 +194,8 @@ const DIRECT: ConfigSpec = {
   paths: 0,
   encrypted: false,
   viaBridges: false,
+  io: "deno",
+  mode: "redundant",
   startPps: 50_000,
 };
 const RELAY: ConfigSpec = {
@@ -183,18 +205,30 @@ const RELAY: ConfigSpec = {
   paths: 1,
   encrypted: false,
   viaBridges: false,
+  io: "deno",
+  mode: "redundant",
   startPps: COMMON_RATE_PPS,
 };
 const SOCAT: ConfigSpec = { ...RELAY, id: "socat", label: "socat relay", kind: "socat" };
 const KEY_ENCRYPTED = tunnel(3, true);
 const KEY_PLAIN = tunnel(3, false);
+const BATCHED = { io: "batched" } as const;
 
 function makePlan(quick: boolean): Plan {
   if (quick) {
     return {
       quick,
       sizesBytes: [1200],
-      configs: [DIRECT, RELAY, tunnel(1, false), KEY_PLAIN, KEY_ENCRYPTED],
+      configs: [
+        DIRECT,
+        RELAY,
+        tunnel(1, false),
+        tunnel(1, false, BATCHED),
+        KEY_PLAIN,
+        tunnel(3, false, BATCHED),
+        KEY_ENCRYPTED,
+        tunnel(3, true, BATCHED),
+      ],
       stepMs: 700,
       maxSteps: 6,
       keyRepeats: 0,
@@ -213,12 +247,20 @@ function makePlan(quick: boolean): Plan {
       RELAY,
       ...(commandExists("socat") ? [SOCAT] : []),
       tunnel(1, false),
+      tunnel(1, false, BATCHED),
       tunnel(1, true),
+      tunnel(1, true, BATCHED),
       tunnel(2, false),
       tunnel(2, true),
+      tunnel(2, true, BATCHED),
       KEY_PLAIN,
+      tunnel(3, false, BATCHED),
       KEY_ENCRYPTED,
-      tunnel(3, true, true),
+      tunnel(3, true, BATCHED),
+      tunnel(3, true, { mode: "adaptive" }),
+      tunnel(3, true, { mode: "adaptive", io: "batched" }),
+      tunnel(3, true, { viaBridges: true }),
+      tunnel(3, true, { viaBridges: true, io: "batched" }),
     ],
     stepMs: 1200,
     maxSteps: 9,
@@ -259,8 +301,8 @@ class Processes {
   }
 }
 
-function tunnelEnv(encrypted: boolean, secret: string): Record<string, string> {
-  return encrypted ? { [SECRET_ENV_VAR]: secret } : {};
+function tunnelEnv(encrypted: boolean, secret: string, io: UdpIo = "deno"): Record<string, string> {
+  return { [UDP_IO_ENV_VAR]: io, ...(encrypted ? { [SECRET_ENV_VAR]: secret } : {}) };
 }
 
 async function startServer(
@@ -315,7 +357,7 @@ async function startConfig(
       };
     }
     case "tunnel": {
-      const env = tunnelEnv(spec.encrypted, secret);
+      const env = tunnelEnv(spec.encrypted, secret, spec.io);
       const server = await startServer(processes, sinkPort, env);
       const pathPorts: number[] = [];
       const bridgePids: number[] = [];
@@ -327,6 +369,7 @@ async function startConfig(
         const bridge = processes.add(
           denoScript("bridge.ts", [`${LOCALHOST}:0`, LOCALHOST, String(server.port)], {
             name: `mpbridge ${index + 1}`,
+            env: { [UDP_IO_ENV_VAR]: spec.io },
           }),
         );
         const [, port] = await bridge.waitForLine(/Relaying 127\.0\.0\.1:(\d+)/);
@@ -334,7 +377,8 @@ async function startConfig(
         bridgePids.push(bridge.pid);
       }
       const configFile = processes.tempFile(
-        pathPorts.map((port) => `${LOCALHOST} ${port}`).join("\n") + "\n",
+        [`mode ${spec.mode}`, ...pathPorts.map((port) => `${LOCALHOST} ${port}`)].join("\n") +
+          "\n",
       );
       const client = processes.add(
         denoScript("client.ts", [`${LOCALHOST}:0`, configFile], { env, name: "mpclient" }),
@@ -656,7 +700,7 @@ async function measureMemory(
   sessions: number,
   ratePps: number,
 ): Promise<MemoryResult> {
-  const env = tunnelEnv(true, secret);
+  const env = tunnelEnv(true, secret, DEFAULT_UDP_IO);
   const server = await startServer(processes, targetPort, env, "mpserver (memory)");
   await sleep(1000);
   const baseBytes = await sampleRssBytes(server.handle.pid);
@@ -875,6 +919,60 @@ function formatConfigTable(results: readonly ConfigResult[]): string[] {
   return table(rows);
 }
 
+/**
+ * Each batched configuration against its twin on Deno's sockets, same size, same run: goodput ratio,
+ * change of the added latency, and CPU per datagram (batched over Deno) of mpclient and mpserver.
+ */
+function formatIoComparison(
+  results: readonly ConfigResult[],
+  sizesBytes: readonly number[],
+): string[] {
+  const rows: string[][] = [[
+    "configuration",
+    "size",
+    "goodput batched/deno",
+    "+p50/dir Δ ms",
+    "+p99/dir Δ ms",
+    "CPU client b/d",
+    "server b/d",
+  ]];
+  for (const sizeBytes of sizesBytes) {
+    for (const batched of results.filter((result) => result.sizeBytes === sizeBytes)) {
+      if (!batched.id.endsWith("-batched")) continue;
+      const deno = results.find((result) =>
+        result.sizeBytes === sizeBytes && result.id === batched.id.slice(0, -"-batched".length)
+      );
+      if (deno === undefined) continue;
+      const ratio = (a?: number, b?: number) =>
+        a === undefined || b === undefined || b === 0 ? undefined : a / b;
+      const delta = (a?: number, b?: number) =>
+        a === undefined || b === undefined ? undefined : a - b;
+      const cpu = (result: ConfigResult) => result.goodput?.cpuSecondsPerMillion ?? {};
+      rows.push([
+        deno.label,
+        `${sizeBytes} B`,
+        fixed(ratio(batched.goodput?.deliveredPps, deno.goodput?.deliveredPps), 2),
+        fixed(
+          delta(batched.latency?.addedP50PerDirectionMs, deno.latency?.addedP50PerDirectionMs),
+          3,
+        ),
+        fixed(
+          delta(batched.latency?.addedP99PerDirectionMs, deno.latency?.addedP99PerDirectionMs),
+          3,
+        ),
+        fixed(ratio(cpu(batched).client, cpu(deno).client), 2),
+        fixed(ratio(cpu(batched).server, cpu(deno).server), 2),
+      ]);
+    }
+  }
+  if (rows.length === 1) return [];
+  return [
+    "",
+    "Socket layer: batched (libc recvmmsg/sendmmsg, MPTUNNEL_IO=batched) vs Deno's sockets:",
+    ...table(rows).map((line) => `  ${line}`),
+  ];
+}
+
 /** Everything the run measured, as written to the JSON file. */
 interface BenchReport {
   readonly startedAt: string;
@@ -930,6 +1028,7 @@ function formatReport(report: BenchReport, sizesBytes: readonly number[]): strin
       ...formatConfigTable(report.results.filter((result) => result.sizeBytes === sizeBytes)),
     );
   }
+  lines.push(...formatIoComparison(report.results, sizesBytes));
   lines.push(
     "",
     `CPU seconds per million datagrams at one load for all, ${COMMON_RATE_PPS} datagrams/s:`,

@@ -1,13 +1,15 @@
 /**
  * The socket seam. Every driver talks to the network through {@link DatagramTransport}; the real one
- * wraps `Deno.listenDatagram`, and tests may substitute an in-memory one. A faster implementation
- * (batching through FFI) can plug in behind the same interface later.
+ * wraps `Deno.listenDatagram`, and tests may substitute an in-memory one. On Linux with FFI
+ * permitted, {@link bindUdp} may pick the batched socket of `lib/udp_batch.ts` instead (see
+ * {@link udpIo}); the drivers cannot tell the difference.
  *
  * Deno reads a send buffer when the send actually runs, not when `send` is called: a buffer handed to
  * `send` must not be changed until its promise settles.
  */
 
 import type { HostPort } from "./address.ts";
+import { batchedUdpUnavailable, bindBatchedUdp } from "./udp_batch.ts";
 
 /** The largest UDP payload over IPv4 (65535 − 20 − 8). */
 export const MAX_UDP_PAYLOAD_BYTES = 65507;
@@ -32,8 +34,67 @@ export function udpAddress(address: HostPort): UdpAddress {
   return { transport: "udp", hostname: address.hostname, port: address.port };
 }
 
-/** Binds a UDP socket with `Deno.listenDatagram`. */
+/** Which socket implementation {@link bindUdp} uses: Deno's own, or batched through libc. */
+export type UdpIo = "deno" | "batched";
+
+/** The environment variable that overrides {@link udpIo}'s choice (`deno` or `batched`). */
+export const UDP_IO_ENV_VAR = "MPTUNNEL_IO";
+/** What {@link udpIo} picks when the environment does not say. */
+export const DEFAULT_UDP_IO: UdpIo = "deno";
+
+let chosenIo: UdpIo | undefined;
+
+/**
+ * The socket implementation {@link bindUdp} uses in this process, decided once: `MPTUNNEL_IO` when
+ * set (and readable), else {@link DEFAULT_UDP_IO}; "batched" only where it can run (Linux x86_64 or
+ * aarch64 with `--allow-ffi`), else "deno" with a warning when it was asked for explicitly.
+ */
+export function udpIo(): UdpIo {
+  if (chosenIo !== undefined) return chosenIo;
+  let wanted: string | undefined;
+  if (Deno.permissions.querySync({ name: "env", variable: UDP_IO_ENV_VAR }).state === "granted") {
+    wanted = Deno.env.get(UDP_IO_ENV_VAR)?.trim().toLowerCase() || undefined;
+  }
+  if (wanted !== undefined && wanted !== "deno" && wanted !== "batched") {
+    console.warn(`${UDP_IO_ENV_VAR}=${wanted} is not "deno" or "batched"; ignored`);
+    wanted = undefined;
+  }
+  const choice = (wanted ?? DEFAULT_UDP_IO) as UdpIo;
+  const unavailable = choice === "batched" ? batchedUdpUnavailable() : undefined;
+  if (unavailable !== undefined && wanted === "batched") {
+    console.warn(`${UDP_IO_ENV_VAR}=batched: unavailable (${unavailable}); using Deno's sockets`);
+  }
+  chosenIo = unavailable === undefined ? choice : "deno";
+  return chosenIo;
+}
+
+/** Forgets {@link udpIo}'s choice (for tests that change the environment). */
+export function resetUdpIo(): void {
+  chosenIo = undefined;
+}
+
+/**
+ * Binds a UDP socket: batched through libc when {@link udpIo} says so, else (and whenever the
+ * batched socket cannot be made for a reason other than the address) with `Deno.listenDatagram`.
+ * Errors about the address itself (in use, not local, not permitted) are thrown either way.
+ */
 export function bindUdp(address: HostPort): DatagramTransport {
+  if (udpIo() === "batched") {
+    try {
+      return bindBatchedUdp(address);
+    } catch (error) {
+      if (
+        error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
+        error instanceof Deno.errors.PermissionDenied
+      ) throw error;
+      // A host name, or a libc that misbehaves: Deno's socket handles it.
+    }
+  }
+  return bindDenoUdp(address);
+}
+
+/** Binds a UDP socket with `Deno.listenDatagram`. */
+export function bindDenoUdp(address: HostPort): DatagramTransport {
   const conn = Deno.listenDatagram({
     transport: "udp",
     hostname: address.hostname,

@@ -50,16 +50,26 @@ export const RELEASE_PROGRAMS: readonly ReleaseProgram[] = [
     permissions: [
       "--allow-net",
       "--allow-read",
-      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD",
+      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO",
       "--allow-sys=networkInterfaces",
+      "--allow-ffi",
     ],
   },
   {
     name: "mpserver",
     entry: "server.ts",
-    permissions: ["--allow-net", "--allow-read", "--allow-env=MPTUNNEL_SECRET"],
+    permissions: [
+      "--allow-net",
+      "--allow-read",
+      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO",
+      "--allow-ffi",
+    ],
   },
-  { name: "mpbridge", entry: "bridge.ts", permissions: ["--allow-net"] },
+  {
+    name: "mpbridge",
+    entry: "bridge.ts",
+    permissions: ["--allow-net", "--allow-env=MPTUNNEL_IO", "--allow-ffi"],
+  },
 ];
 
 /** The release target this machine runs, if it is one. */

@@ -186,7 +186,7 @@ Deno.test("each program is compiled with its task's permissions, type checked, f
     RELEASE_PROGRAMS.find((program) => program.name === name)!
   );
   const windows = compileArguments(bridge, "x86_64-pc-windows-msvc", "out/mpbridge.exe");
-  assert.deepEqual(windows.slice(0, 9), [
+  assert.deepEqual(windows.slice(0, 11), [
     "compile",
     "--target",
     "x86_64-pc-windows-msvc",
@@ -195,6 +195,8 @@ Deno.test("each program is compiled with its task's permissions, type checked, f
     "--no-prompt",
     "--exclude-unused-npm",
     "--allow-net",
+    "--allow-env=MPTUNNEL_IO",
+    "--allow-ffi",
     "--config",
   ]);
   assert.ok(windows.at(-1)!.endsWith("/bridge.ts"));
@@ -202,12 +204,14 @@ Deno.test("each program is compiled with its task's permissions, type checked, f
   for (const program of [client, server]) {
     const args = compileArguments(program, "aarch64-apple-darwin", "out/x");
     const env = program.name === "mpclient"
-      ? "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD"
-      : "--allow-env=MPTUNNEL_SECRET";
+      ? "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO"
+      : "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO";
     for (const flag of ["--allow-net", "--allow-read", env]) {
       assert.ok(args.includes(flag), `${program.name}: ${flag}`);
     }
-    assert.ok(!args.some((arg) => /^--allow-(all|run|write|ffi)/.test(arg)), program.name);
+    assert.ok(!args.some((arg) => /^--allow-(all|run|write)/.test(arg)), program.name);
+    // FFI: the batched socket layer (libc recvmmsg/sendmmsg); nothing else is loaded.
+    assert.ok(args.includes("--allow-ffi"), program.name);
     // Reading the interface list (mpclient's `dev` and `uplinks auto`) is the only system access.
     const sys = args.filter((arg) => arg.startsWith("--allow-sys"));
     assert.deepEqual(sys, program.name === "mpclient" ? ["--allow-sys=networkInterfaces"] : []);

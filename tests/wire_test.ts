@@ -71,7 +71,7 @@ function decodedSealed(datagram: Uint8Array): SealedMessage {
   const message = decodedMessage(datagram);
   assert.ok(
     message.type === "data" || message.type === "probe" || message.type === "probe-reply" ||
-      message.type === "fec",
+      message.type === "fec" || message.type === "flow-open" || message.type === "flow-reply",
   );
   return message;
 }
@@ -130,8 +130,12 @@ Deno.test("every sealed type round-trips its type code", () => {
     "probe": MessageType.probe,
     "probe-reply": MessageType.probeReply,
     "fec": MessageType.fec,
+    "flow-open": MessageType.flowOpen,
+    "flow-reply": MessageType.flowReply,
   };
-  for (const type of ["data", "probe", "probe-reply", "fec"] as const) {
+  for (
+    const type of ["data", "probe", "probe-reply", "fec", "flow-open", "flow-reply"] as const
+  ) {
     const datagram = sealedDatagram({ ...DATA_FIELDS, type }, new Uint8Array(4));
     assert.equal(datagram[1], expectedCodes[type], type);
     assert.equal(decodedSealed(datagram).type, type);

@@ -300,9 +300,12 @@ watchInterfaces({ intervalMs: 50, onChanges: (changes) => {
     await watcher.waitForLine(added(c));
     const newB = b.clientAddress.replace(/\.2$/, ".9");
     await network.readdress("b", newB);
+    // One "readdressed", or, when a poll fell between the old address going and the new one coming
+    // (as a DHCP renewal may also look), "removed" then "added".
     await watcher.waitForLine(
       new RegExp(
-        `"readdressed","interfaceName":"upb","family":4,"from":"${b.clientAddress}","to":"${newB}"`,
+        `"readdressed","interfaceName":"upb","family":4,"from":"${b.clientAddress}","to":"${newB}"|` +
+          `"added","entry":\\{"interfaceName":"upb","address":"${newB}"`,
       ),
     );
     // A downed link keeps its address, and Deno lists it: the watcher reports nothing.

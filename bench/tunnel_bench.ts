@@ -210,9 +210,10 @@ const RELAY: ConfigSpec = {
   startPps: COMMON_RATE_PPS,
 };
 const SOCAT: ConfigSpec = { ...RELAY, id: "socat", label: "socat relay", kind: "socat" };
-const KEY_ENCRYPTED = tunnel(3, true);
-const KEY_PLAIN = tunnel(3, false);
 const BATCHED = { io: "batched" } as const;
+/** The key comparison runs the default socket layer (batched; see lib/udp.ts DEFAULT_UDP_IO). */
+const KEY_ENCRYPTED = tunnel(3, true, BATCHED);
+const KEY_PLAIN = tunnel(3, false, BATCHED);
 
 function makePlan(quick: boolean): Plan {
   if (quick) {
@@ -224,10 +225,10 @@ function makePlan(quick: boolean): Plan {
         RELAY,
         tunnel(1, false),
         tunnel(1, false, BATCHED),
+        tunnel(3, false),
         KEY_PLAIN,
-        tunnel(3, false, BATCHED),
+        tunnel(3, true),
         KEY_ENCRYPTED,
-        tunnel(3, true, BATCHED),
       ],
       stepMs: 700,
       maxSteps: 6,
@@ -253,10 +254,10 @@ function makePlan(quick: boolean): Plan {
       tunnel(2, false),
       tunnel(2, true),
       tunnel(2, true, BATCHED),
+      tunnel(3, false),
       KEY_PLAIN,
-      tunnel(3, false, BATCHED),
+      tunnel(3, true),
       KEY_ENCRYPTED,
-      tunnel(3, true, BATCHED),
       tunnel(3, true, { mode: "adaptive" }),
       tunnel(3, true, { mode: "adaptive", io: "batched" }),
       tunnel(3, true, { viaBridges: true }),

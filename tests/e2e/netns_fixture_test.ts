@@ -309,9 +309,10 @@ watchInterfaces({ intervalMs: 50, onChanges: (changes) => {
       ),
     );
     // A downed link keeps its address, and Deno lists it: the watcher reports nothing.
+    const before = watcher.output().length;
     await network.setLink("a", "down");
     await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.doesNotMatch(watcher.output(), /"removed"/);
+    assert.doesNotMatch(watcher.output().slice(before), /"removed"/);
   },
 });
 

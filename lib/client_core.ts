@@ -114,13 +114,22 @@ export const DEFAULT_TARGET_LOSS_RATIO = 0.001;
 
 /** Adaptive path sets and automatic FEC parameters are recomputed this often. */
 const ADAPTIVE_REFRESH_MS = 100;
-const FEC_REFRESH_MS = 1000;
+const FEC_REFRESH_MS = 250;
 
 /** A path that went down counts as unreliable in adaptive mode for this long. */
 const FLAP_MEMORY_MS = 30_000;
 
-/** Loss assumed for FEC's automatic choice before anything is measured. */
-const FEC_INITIAL_LOSS_RATIO = 0.1;
+/** Loss assumed for FEC's automatic choice before anything is measured: cautious, as the first
+ * groups go out before any measurement. */
+const FEC_INITIAL_LOSS_RATIO = 0.25;
+
+/**
+ * The loss FEC's automatic choice plans for: the measured mean plus a margin for the estimate's own
+ * error (a group shaped for exactly the measured loss loses ten times the target at a little more).
+ */
+function fecPlanningLossRatio(measuredLossRatio: number): number {
+  return Math.min(0.5, measuredLossRatio * 1.1 + 0.01);
+}
 
 /** How the client core hands work to its driver. */
 export interface ClientOutbox {
@@ -511,7 +520,7 @@ export class ClientCore {
       if (this.#current && nowMs >= this.#nextProbeMs(path)) this.#sendProbe(path, nowMs, outbox);
     }
     if (this.#current && this.#fecEncoder) {
-      this.#sendShards(this.#fecEncoder.flush(nowMs), outbox);
+      this.#sendShards(this.#fecEncoder.flush(nowMs), nowMs, outbox);
     }
     if (this.#current) {
       for (const [flowId, declared] of this.#declaredFlows) {
@@ -571,7 +580,7 @@ export class ClientCore {
     const current = this.#current!;
     if (this.mode === "fec") {
       this.#refreshFec(nowMs);
-      this.#sendShards(this.#fecEncoder!.add(flowId, payload, nowMs), outbox);
+      this.#sendShards(this.#fecEncoder!.add(flowId, payload, nowMs), nowMs, outbox);
       return;
     }
     const flowSequence = this.#flowSequences.get(flowId) ?? 0;
@@ -593,7 +602,7 @@ export class ClientCore {
         for (const path of this.#adaptivePaths(nowMs)) this.#sendSealed(path, datagram, outbox);
         return;
       case "balance": {
-        const path = this.#pickPath(true);
+        const path = this.#pickPath(true, nowMs);
         if (path) this.#sendSealed(path, datagram, outbox);
         return;
       }
@@ -603,7 +612,7 @@ export class ClientCore {
   }
 
   /** Seals FEC shards, each into a buffer of its own (they all go out before any send settles). */
-  #sendShards(shards: readonly FecShard[], outbox: ClientOutbox): void {
+  #sendShards(shards: readonly FecShard[], nowMs: number, outbox: ClientOutbox): void {
     for (const shard of shards) {
       const out = new Uint8Array(shard.body.length + TUNNEL_OVERHEAD_BYTES);
       const datagram = sealMessage(
@@ -614,7 +623,7 @@ export class ClientCore {
         shard.body,
         out,
       );
-      const path = this.#pickPath(false);
+      const path = this.#pickPath(false, nowMs);
       if (path) this.#sendSealed(path, datagram, outbox);
     }
   }
@@ -656,13 +665,21 @@ export class ClientCore {
    * One path for the next datagram (balance, weighted) or shard (fec, in turn): among the
    * candidates, only those heard from once any is.
    */
-  #pickPath(weighted: boolean): ClientPath | undefined {
+  #pickPath(weighted: boolean, nowMs: number): ClientPath | undefined {
     const candidates = this.#dataCandidates();
+    // A path quiet for a couple of probe intervals is suspect: in these modes a datagram or shard
+    // sent there may be lost outright, while the others take it at no cost, so it is skipped until
+    // it is heard again — long before the evidence would mark it down.
     let anyUp = false;
-    for (const path of candidates) anyUp ||= path.state === "up";
+    let anyTrusted = false;
+    for (const path of candidates) {
+      anyUp ||= path.state === "up";
+      anyTrusted ||= path.state === "up" && !this.#suspect(path, nowMs);
+    }
     let count = 0;
     for (const path of candidates) {
       if (anyUp && path.state !== "up") continue;
+      if (anyTrusted && this.#suspect(path, nowMs)) continue;
       this.#pickKeys[count] = path.index;
       this.#pickWeights[count] = weighted ? balanceWeight(path) : 1;
       count++;
@@ -691,17 +708,17 @@ export class ClientCore {
     const candidates = this.#dataCandidates();
     const upstream = setting === "auto"
       ? chooseFecParameters(
-        meanLossRatio(
+        fecPlanningLossRatio(meanLossRatio(
           candidates,
-          (path) => path.lossToServerRatio ?? path.roundTripLossRatio(nowMs),
-        ),
+          (path) => path.lossToServerRatio ?? path.roundTripLossEstimate(nowMs),
+        )),
         this.#targetLossRatio,
       )
       : setting;
     this.#downstreamFec = setting === "auto"
       ? chooseFecParameters(
-        meanLossRatio(candidates, (path) =>
-          path.lossFromServerRatio(nowMs) ?? path.roundTripLossRatio(nowMs)),
+        fecPlanningLossRatio(meanLossRatio(candidates, (path) =>
+          path.lossFromServerRatio(nowMs) ?? path.roundTripLossEstimate(nowMs))),
         this.#targetLossRatio,
       )
       : setting;
@@ -998,6 +1015,16 @@ export class ClientCore {
     } else {
       this.#logger.info("path up", { path: path.label });
     }
+  }
+
+  /**
+   * True when `path` has been quiet for more than two probe intervals and a round trip: a hint, not
+   * a verdict (see {@link #pickPath}).
+   */
+  #suspect(path: ClientPath, nowMs: number): boolean {
+    const roundTripMs = (path.smoothedRttMs ?? 0) + 4 * path.rttVarianceMs;
+    return nowMs - Math.max(path.lastHeardMs, this.#silenceCountsFromMs) >
+      2 * this.#probeIntervalMs + roundTripMs;
   }
 
   /** When `path`, silent since it was last heard, is to be marked down. */

@@ -229,6 +229,8 @@ export class ClientCore {
   #deliveringOutbox: ClientOutbox | undefined;
   /** Declared flows by id: their target and whether the server has opened them. */
   readonly #declaredFlows = new Map<number, DeclaredFlow>();
+  /** The last generation declared per flow id (kept after a flow closes: ids come back). */
+  readonly #flowGenerations = new Map<number, number>();
   /** How often each path is probed now: faster while the tunnel is busy. */
   #probeIntervalMs: number;
   /** When probing last sped up: silence before it was judged at the slower pace. */
@@ -304,6 +306,16 @@ export class ClientCore {
     this.counters.fromApp.datagrams++;
     this.counters.fromApp.bytes += payload.length;
     this.#dataRate.count(nowMs);
+    if (declared?.reused && declared.state === "pending") {
+      // The server may still hold the previous use of this id as open, toward another target: wait
+      // for the answer to this declaration before sending anything.
+      if (declared.waiting.length >= PENDING_QUEUE_LIMIT) {
+        declared.waiting.shift();
+        this.counters.drops["queue-full"]++;
+      }
+      declared.waiting.push(payload.slice());
+      return;
+    }
     if (!this.#current) {
       if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
         this.#queue.shift();
@@ -396,11 +408,20 @@ export class ClientCore {
     if (flowId < DECLARED_FLOW_BASE || flowId > MAX_FLOW_ID) {
       throw new RangeError(`declared flow ids are ${DECLARED_FLOW_BASE} to ${MAX_FLOW_ID}`);
     }
+    // A flow id comes back after 32 768 others: each declaration of it has a generation, echoed in
+    // the answer, so an answer (or the server's state) from the previous use is never taken for
+    // this one's.
+    const generation = this.#flowGenerations.get(flowId);
+    const nextGeneration = generation === undefined ? 0 : (generation + 1) & 0xffff;
+    this.#flowGenerations.set(flowId, nextGeneration);
     const declared: DeclaredFlow = {
       target,
       body: encodeFlowOpenBody(target),
       state: "pending",
       lastSentMs: -Infinity,
+      generation: nextGeneration,
+      reused: generation !== undefined,
+      waiting: [],
     };
     this.#declaredFlows.set(flowId, declared);
     if (this.#current) this.#sendFlowOpen(flowId, declared, nowMs, outbox);
@@ -782,6 +803,14 @@ export class ClientCore {
   };
 
   #deliverNow(flowId: number, payload: Uint8Array, outbox: ClientOutbox): void {
+    if (flowId >= DECLARED_FLOW_BASE) {
+      // Replies to an earlier use of a reused id (from its old target) are not this flow's.
+      const declared = this.#declaredFlows.get(flowId);
+      if (declared?.reused && declared.state !== "open") {
+        this.counters.drops.unexpected++;
+        return;
+      }
+    }
     this.counters.toApp.datagrams++;
     this.counters.toApp.bytes += payload.length;
     outbox.deliverToApp(flowId, payload);
@@ -842,7 +871,7 @@ export class ClientCore {
       return;
     }
     if (message.type === "flow-reply") {
-      this.#receiveFlowReply(message.flowId, opened.body, nowMs, outbox);
+      this.#receiveFlowReply(message.flowId, message.flowSequence, opened.body, nowMs, outbox);
       return;
     }
     const probe = decodeProbeEcho(opened.body);
@@ -925,6 +954,15 @@ export class ClientCore {
         break;
       default:
         assertNever(this.#handshakeReason);
+    }
+    if (!message.sessionContinued && this.#previous) {
+      // A new server-side session: its FEC groups and flow sequences start again from zero, so
+      // what this side remembers of the old ones would make the new ones look late or stale.
+      this.#fecDecoder = undefined;
+      this.#reorderBuffers.clear();
+      this.#flowSequences.clear();
+      this.#fecEncoder = undefined;
+      this.#fecComputedMs = -Infinity;
     }
     // A server that did not know the session has none of its flows: declare them again, first (a
     // declared flow's datagrams are held by the server until it has the declaration).
@@ -1043,20 +1081,37 @@ export class ClientCore {
       flowId,
       declared.body,
       out,
+      declared.generation,
     );
     for (const path of this.#dataCandidates()) this.#sendSealed(path, datagram, outbox);
   }
 
-  #receiveFlowReply(flowId: number, body: Uint8Array, nowMs: number, outbox: ClientOutbox): void {
+  #receiveFlowReply(
+    flowId: number,
+    generation: number,
+    body: Uint8Array,
+    nowMs: number,
+    outbox: ClientOutbox,
+  ): void {
     const status = decodeFlowReplyBody(body);
     const declared = this.#declaredFlows.get(flowId);
-    if (!status || !declared) {
+    if (!status || !declared || declared.generation !== generation) {
       if (!status) this.counters.drops.malformed++;
-      return; // a reply for a flow we forgot, or another copy: nothing to do
+      return; // a reply for a flow we forgot or an earlier use of its id, or another copy
     }
     if (declared.state === status) return;
+    if (status === "limit" && declared.state === "pending") return; // asked again every 200 ms
     declared.state = status;
-    if (status === "open") return;
+    const waiting = declared.waiting;
+    declared.waiting = [];
+    if (status === "open") {
+      for (const payload of waiting) {
+        const out = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
+        this.#sendData(flowId, payload, out, nowMs, outbox);
+      }
+      return;
+    }
+    this.counters.drops["target-refused"] += waiting.length;
     const target = declared.target.kind === "named"
       ? declared.target.name
       : formatHostPort({ hostname: declared.target.host, port: declared.target.port });
@@ -1164,6 +1219,12 @@ interface DeclaredFlow {
   readonly body: Uint8Array;
   state: "pending" | "open" | FlowRefusal;
   lastSentMs: number;
+  /** Which declaration of this id it is (carried in the FLOW_OPEN header's flow sequence). */
+  readonly generation: number;
+  /** The id was declared before: datagrams wait for the server's answer to this declaration. */
+  readonly reused: boolean;
+  /** Datagrams waiting for that answer. */
+  waiting: Uint8Array[];
 }
 
 /** A random non-zero 32-bit session id. */

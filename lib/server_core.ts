@@ -106,7 +106,7 @@ export interface ServerOutbox {
    * its policy, resolves it, opens the flow's socket and answers with {@link ServerCore.flowOpened}
    * (at once or later). Without this method declared flows are refused as unreachable.
    */
-  openTarget?(sessionId: number, flowId: number, target: FlowTarget): void;
+  openTarget?(sessionId: number, flowId: number, target: FlowTarget, attempt: number): void;
 }
 
 /** A declared flow as the server keeps it. */
@@ -114,7 +114,22 @@ interface DeclaredFlowState {
   /** The declaration, to tell a repeat from a new target for the same id. */
   body: Uint8Array;
   state: "opening" | "open" | FlowRefusal;
+  /** The client's generation of this declaration (flow ids are reused), echoed in FLOW_REPLY. */
+  generation: number;
+  /** Which openTarget call is current: a slower, earlier one's answer is ignored. */
+  attempt: number;
 }
+
+/** Declared flows per session at most, and of them waiting for the driver's answer. */
+const MAX_DECLARED_FLOWS_PER_SESSION = 1024;
+const MAX_OPENING_FLOWS_PER_SESSION = 32;
+
+/** The longest reorder timeout the server honours (the client's own limit is the same). */
+const MAX_REORDER_TIMEOUT_MS = 1000;
+/** Datagrams one server-side reorder buffer holds at most. */
+const REORDER_CAPACITY_PER_FLOW = 32;
+/** Reorder buffers per session at most; a flow beyond them is delivered unordered. */
+const MAX_REORDER_BUFFERS_PER_SESSION = 16;
 
 /** A declared flow's datagrams held while its FLOW_OPEN is awaited, per session at most. */
 const MAX_HELD_PER_SESSION = 64;
@@ -253,6 +268,7 @@ export class ServerCore {
   readonly #resetBucket: TokenBucket;
   readonly #logThrottle = new LogThrottle(10_000);
   #lastSweepMs = -Infinity;
+  #openAttempts = 0;
   /** Sessions with an open FEC group or datagrams held for reordering: they have deadlines. */
   readonly #timedSessions = new Set<ServerSession>();
   readonly #pickKeys: number[] = [];
@@ -591,7 +607,15 @@ export class ServerCore {
       return;
     }
     if (message.type === "flow-open") {
-      this.#receiveFlowOpen(session, message.flowId, opened.body, from, nowMs, outbox);
+      this.#receiveFlowOpen(
+        session,
+        message.flowId,
+        message.flowSequence,
+        opened.body,
+        from,
+        nowMs,
+        outbox,
+      );
       return;
     }
     const probe = opened.body.length < PROBE_BODY_BYTES ? undefined : decodeProbeBody(opened.body);
@@ -703,7 +727,8 @@ export class ServerCore {
     address.carryData = advice.carryData;
     address.weight = advice.weight;
     session.mode = advice.mode;
-    session.reorderTimeoutMs = advice.reorderTimeoutMs;
+    // The client's wish, bounded: a reorder buffer holds copies, and the server pays for them.
+    session.reorderTimeoutMs = Math.min(advice.reorderTimeoutMs, MAX_REORDER_TIMEOUT_MS);
     if (advice.mode === "fec" && advice.fecDataShards > 0) {
       const parameters = {
         dataShards: advice.fecDataShards,
@@ -728,8 +753,12 @@ export class ServerCore {
       return;
     }
     let buffer = session.reorderBuffers.get(flowId);
-    if (!buffer || buffer.timeoutMs !== session.reorderTimeoutMs) {
-      buffer = new ReorderBuffer(session.reorderTimeoutMs);
+    if (!buffer) {
+      if (session.reorderBuffers.size >= MAX_REORDER_BUFFERS_PER_SESSION) {
+        this.#toTarget(session, flowId, payload, nowMs, outbox);
+        return;
+      }
+      buffer = new ReorderBuffer(session.reorderTimeoutMs, REORDER_CAPACITY_PER_FLOW);
       session.reorderBuffers.set(flowId, buffer);
     }
     this.#deliveringSessionId = session.id;
@@ -738,6 +767,11 @@ export class ServerCore {
     this.#deliveringNowMs = nowMs;
     buffer.push(flowSequence, payload, nowMs, this.#deliverHeld);
     if (buffer.size > 0) this.#timedSessions.add(session);
+  }
+
+  /** True while `attempt` is the declaration of the flow the driver should still answer. */
+  isCurrentFlowAttempt(sessionId: number, flowId: number, attempt: number): boolean {
+    return this.sessions.get(sessionId)?.declaredFlows.get(flowId)?.attempt === attempt;
   }
 
   /**
@@ -750,12 +784,14 @@ export class ServerCore {
     status: "open" | FlowRefusal,
     nowMs: number,
     outbox: ServerOutbox,
+    attempt?: number,
   ): void {
     const session = this.sessions.get(sessionId);
     const declared = session?.declaredFlows.get(flowId);
     if (!session || !declared) return;
+    if (attempt !== undefined && attempt !== declared.attempt) return; // superseded
     declared.state = status;
-    this.#sendFlowReply(session, flowId, status, outbox);
+    this.#sendFlowReply(session, flowId, declared.generation, status, outbox);
     const waiting = session.held.filter((held) => held.flowId === flowId);
     if (waiting.length === 0) return;
     session.held = session.held.filter((held) => held.flowId !== flowId);
@@ -765,6 +801,7 @@ export class ServerCore {
   #receiveFlowOpen(
     session: ServerSession,
     flowId: number,
+    generation: number,
     body: Uint8Array,
     from: UdpAddress,
     nowMs: number,
@@ -777,21 +814,43 @@ export class ServerCore {
     }
     const known = session.declaredFlows.get(flowId);
     if (known && sameBytes(known.body, body)) {
-      // Another copy, or the client did not hear the answer: answer again (once decided).
-      if (known.state !== "opening") this.#sendFlowReply(session, flowId, known.state, outbox);
+      // Another copy, the client did not hear the answer, or the id came back for the same target:
+      // answer again (once decided) under the generation asked.
+      known.generation = generation;
+      if (known.state !== "opening") {
+        this.#sendFlowReply(session, flowId, generation, known.state, outbox);
+      }
       return;
     }
-    session.declaredFlows.set(flowId, { body: body.slice(), state: "opening" });
+    let opening = 0;
+    for (const declared of session.declaredFlows.values()) {
+      opening += Number(declared.state === "opening");
+    }
+    if (
+      (!known && session.declaredFlows.size >= MAX_DECLARED_FLOWS_PER_SESSION) ||
+      opening >= MAX_OPENING_FLOWS_PER_SESSION
+    ) {
+      // Not kept: the client asks again, and gets in once others are decided or forgotten.
+      this.#sendFlowReply(session, flowId, generation, "limit", outbox);
+      return;
+    }
+    const attempt = ++this.#openAttempts;
+    session.declaredFlows.set(flowId, {
+      body: body.slice(),
+      state: "opening",
+      generation,
+      attempt,
+    });
     this.#logger.debug("flow declared", {
       session: formatSessionId(session.id),
       flow: flowId,
       from: formatHostPort(from),
     });
     if (!outbox.openTarget) {
-      this.flowOpened(session.id, flowId, "unreachable", nowMs, outbox);
+      this.flowOpened(session.id, flowId, "unreachable", nowMs, outbox, attempt);
       return;
     }
-    outbox.openTarget(session.id, flowId, target);
+    outbox.openTarget(session.id, flowId, target, attempt);
   }
 
   /**
@@ -830,13 +889,22 @@ export class ServerCore {
   #sendFlowReply(
     session: ServerSession,
     flowId: number,
+    generation: number,
     status: "open" | FlowRefusal,
     outbox: ServerOutbox,
   ): void {
     if (!session.current) return;
     const body = encodeFlowReplyBody(status);
     const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
-    const datagram = sealMessage(session.current, session.id, "flow-reply", flowId, body, out);
+    const datagram = sealMessage(
+      session.current,
+      session.id,
+      "flow-reply",
+      flowId,
+      body,
+      out,
+      generation,
+    );
     let sent = 0;
     let freshest: SessionAddress | undefined;
     for (const known of session.addresses) {

@@ -250,8 +250,10 @@ export class ServerDriver {
         this.targetCounters.toTarget++;
         pending.push(flow.transport.send(payload, flow.target).catch(targetSendFailed));
       },
-      openTarget: (sessionId, flowId, target) => {
-        void this.#openDeclaredFlow(sessionId, flowId, target);
+      openTarget: (sessionId, flowId, target, attempt) => {
+        this.#openDeclaredFlow(sessionId, flowId, target, attempt).catch((error) => {
+          this.#logger.error("opening a flow failed", { error: String(error) });
+        });
       },
     };
   }
@@ -416,7 +418,12 @@ export class ServerDriver {
    * A client declared a flow: check the name or the rules, resolve, and tell the core. Named targets
    * are always allowed; an explicit address must match an `allow` rule once resolved.
    */
-  async #openDeclaredFlow(sessionId: number, flowId: number, target: FlowTarget): Promise<void> {
+  async #openDeclaredFlow(
+    sessionId: number,
+    flowId: number,
+    target: FlowTarget,
+    attempt: number,
+  ): Promise<void> {
     const choice = chooseTarget(this.#policy, target);
     let status: "open" | FlowRefusal = choice.ok ? "open" : choice.refusal;
     let label = target.kind === "named" ? target.name : `${target.host}:${target.port}`;
@@ -437,7 +444,7 @@ export class ServerDriver {
           this.flowCount >= this.#maxTargetSockets
         ) {
           status = "limit";
-        } else if (this.core.sessions.has(sessionId)) {
+        } else if (this.core.isCurrentFlowAttempt(sessionId, flowId, attempt)) {
           let declared = this.#declaredTargets.get(sessionId);
           if (!declared) this.#declaredTargets.set(sessionId, declared = new Map());
           declared.set(flowId, { transport: "udp", hostname: address, port: choice.port });
@@ -447,7 +454,7 @@ export class ServerDriver {
         }
       }
     }
-    if (this.#stopping) return;
+    if (this.#stopping || !this.core.isCurrentFlowAttempt(sessionId, flowId, attempt)) return;
     if (status !== "open") {
       this.targetCounters.flowsRefused++;
       const held = this.#logThrottle.allow(`flow refused ${status}`, performance.now());
@@ -463,7 +470,7 @@ export class ServerDriver {
       this.#logger.debug("flow opened", { session: formatSessionId(sessionId), target: label });
     }
     this.#timerOutbox ??= this.#outbox(this.#timerPending);
-    this.core.flowOpened(sessionId, flowId, status, performance.now(), this.#timerOutbox);
+    this.core.flowOpened(sessionId, flowId, status, performance.now(), this.#timerOutbox, attempt);
     await this.#settle(this.#timerPending);
   }
 

@@ -45,6 +45,8 @@ export const ADDRESS_CACHE_ENTRIES = 1024;
 
 const INITIAL_SLOTS = 8;
 /** How far {@link findSocketFd} looks, and how many closed descriptors in a row end its search. */
+/** Batches taken without yielding to the event loop, at most (see `#tryReceive`). */
+const BATCHES_BEFORE_YIELD = 4;
 const MAX_SCANNED_FD = 1 << 20;
 const MAX_UNUSED_FDS_IN_A_ROW = 1024;
 const AF_INET = 2;
@@ -452,6 +454,8 @@ export class BatchedUdpSocket implements DatagramTransport {
     return new BatchedUdpSocket(conn, fd, family);
   }
 
+  #batchesInARow = 0;
+
   receive(buffer: Uint8Array): Promise<[Uint8Array, UdpAddress]> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("socket closed"));
     try {
@@ -489,7 +493,17 @@ export class BatchedUdpSocket implements DatagramTransport {
         const received = this.#take(buffer);
         if (received !== undefined) return received;
       }
-      if (this.#receiveBatch(buffer) === 0) return undefined;
+      // Under a steady backlog every receive would resolve at once and the event loop would never
+      // turn (timers, other sockets, a flood at the listening port starving replies): every few
+      // batches, wait through Deno's receive instead, which yields.
+      if (++this.#batchesInARow > BATCHES_BEFORE_YIELD) {
+        this.#batchesInARow = 0;
+        return undefined;
+      }
+      if (this.#receiveBatch(buffer) === 0) {
+        this.#batchesInARow = 0;
+        return undefined;
+      }
     }
   }
 

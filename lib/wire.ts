@@ -379,6 +379,8 @@ export const PROBE_REPLY_BODY_BYTES = 24;
 /** Scheduling modes as the advice byte carries them. */
 const MODE_CODES = { redundant: 0, adaptive: 1, balance: 2, fec: 3 } as const;
 const MODES_BY_CODE = ["redundant", "adaptive", "balance", "fec"] as const;
+/** Shards in one FEC group at most (GF(2^8) Reed–Solomon). */
+const MAX_FEC_GROUP_SHARDS = 255;
 /** Advice flag: the client wants the server's datagrams on this path. */
 const ADVICE_CARRY_DATA = 0x01;
 
@@ -454,6 +456,8 @@ export function decodeProbeBody(body: Uint8Array): ProbeFields | undefined {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const mode = MODES_BY_CODE[body[16]];
   if (mode === undefined) return fields; // an unknown mode: the server keeps its default
+  // A group shape no Reed–Solomon code has (no data shards, more than 255 in all) is no advice.
+  const fecValid = body[22] >= 1 && body[22] + body[23] <= MAX_FEC_GROUP_SHARDS;
   return {
     ...fields,
     advice: {
@@ -461,8 +465,8 @@ export function decodeProbeBody(body: Uint8Array): ProbeFields | undefined {
       carryData: (body[17] & ADVICE_CARRY_DATA) !== 0,
       weight: Math.max(1, view.getUint16(18)),
       reorderTimeoutMs: view.getUint16(20),
-      fecDataShards: body[22],
-      fecParityShards: body[23],
+      fecDataShards: fecValid ? body[22] : 0,
+      fecParityShards: fecValid ? body[23] : 0,
     },
   };
 }

@@ -250,3 +250,31 @@ Deno.test("after a server restart the client declares its flows again", () => {
   );
   assert.equal(tunnel.client.flowState(flowId), "open");
 });
+
+Deno.test("a reused flow id waits for its new declaration's answer: nothing reaches the old target", () => {
+  const tunnel = wire({ answerLater: true });
+  tunnel.run(100);
+  const flowId = DECLARED_FLOW_BASE + 6;
+  tunnel.open(flowId, { kind: "named", name: "dns" });
+  tunnel.run(200);
+  const first = tunnel.opened[0];
+  tunnel.server.flowOpened(first.sessionId, flowId, "open", tunnel.now, tunnel.serverOutbox);
+  tunnel.send(flowId, "for dns");
+  tunnel.run(300);
+  assert.deepEqual(tunnel.toTarget, [{ flowId, text: "for dns" }]);
+  // The application goes; much later the id is given to another one, for another target.
+  tunnel.client.closeFlow(flowId);
+  tunnel.open(flowId, { kind: "address", host: "10.0.0.53", port: 53 });
+  tunnel.send(flowId, "for 10.0.0.53");
+  // A late reply of the old target must not reach the new application.
+  tunnel.reply(flowId, "old answer");
+  tunnel.run(600);
+  assert.equal(tunnel.toTarget.length, 1, "held at the client until the new declaration is open");
+  assert.equal(tunnel.toApp.length, 0, "the old target's reply is not the new flow's");
+  const second = tunnel.opened[1];
+  assert.deepEqual(second.target, { kind: "address", host: "10.0.0.53", port: 53 });
+  tunnel.server.flowOpened(second.sessionId, flowId, "open", tunnel.now, tunnel.serverOutbox);
+  tunnel.run(700);
+  assert.deepEqual(tunnel.toTarget.map((entry) => entry.text), ["for dns", "for 10.0.0.53"]);
+  assert.equal(tunnel.client.flowState(flowId), "open");
+});

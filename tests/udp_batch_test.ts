@@ -102,7 +102,9 @@ Deno.test({
         assert.equal(datagram.length, sizeBytes, `datagram ${index}`);
         assert.deepEqual(datagram, payloads.subarray(index * sizeBytes, (index + 1) * sizeBytes));
       }
-      assert.equal(senders.size, 1);
+      // One cached address object per peer; the receives that yield through Deno's socket (one
+      // every few batches, so the event loop turns) bring their own.
+      assert.ok(senders.size <= 1 + Math.ceil(count / 256), `${senders.size} address objects`);
     }),
 });
 

@@ -237,6 +237,36 @@ export async function main(args: readonly string[]): Promise<void> {
   });
   const listen = driver.classicListenAddress;
   const socks5 = driver.socks5();
+  let control: ControlServer | undefined;
+  if (config.control !== undefined) {
+    control = await startControlServer({
+      address: config.control,
+      status: () => statusWithFrontEnds(driver, performance.now()),
+      setPathInService: (path, inService) => driver.setPathInService(path, inService),
+      logger,
+    }).catch(async (error) => {
+      await driver.stop();
+      throw new UsageError(
+        `cannot listen for --control on ${formatHostPort(config.control!)}: ${
+          (error as Error).message
+        }`,
+      );
+    });
+  }
+  const stoppable = {
+    stop: async () => {
+      await control?.stop();
+      await driver.stop();
+    },
+    statsLine: () => driver.statsLine(),
+  };
+  let running = config;
+  // Signals are handled before the start line is printed: whoever waits for that line may signal
+  // at once, and must get a reload or a clean stop, not the default death.
+  const stopped = runUntilSignal(stoppable, logger, async () => {
+    running = await reloadClient(args, running, driver, logger);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 0));
   logger.info(`mpclient ${VERSION} started`, {
     listen: listen === undefined ? "none" : formatHostPort(listen),
     ...(config.forwards.length > 0
@@ -263,33 +293,7 @@ export async function main(args: readonly string[]): Promise<void> {
       `the SOCKS5 front end listens on a non-loopback address without a username and password: anyone who can reach it can use the tunnel; set ${SOCKS5_USER_ENV_VAR} and ${SOCKS5_PASSWORD_ENV_VAR}`,
     );
   }
-  let control: ControlServer | undefined;
-  if (config.control !== undefined) {
-    control = await startControlServer({
-      address: config.control,
-      status: () => statusWithFrontEnds(driver, performance.now()),
-      setPathInService: (path, inService) => driver.setPathInService(path, inService),
-      logger,
-    }).catch(async (error) => {
-      await driver.stop();
-      throw new UsageError(
-        `cannot listen for --control on ${formatHostPort(config.control!)}: ${
-          (error as Error).message
-        }`,
-      );
-    });
-  }
-  const stoppable = {
-    stop: async () => {
-      await control?.stop();
-      await driver.stop();
-    },
-    statsLine: () => driver.statsLine(),
-  };
-  let running = config;
-  await runUntilSignal(stoppable, logger, async () => {
-    running = await reloadClient(args, running, driver, logger);
-  });
+  await stopped;
 }
 
 /** The driver's view of the configured paths. */

@@ -161,18 +161,6 @@ export async function main(args: readonly string[]): Promise<void> {
         : error;
     },
   );
-  logger.info(`mpserver ${VERSION} started`, {
-    listen: describeListeners(driver.listeners),
-    target: driver.target === undefined ? "none" : formatHostPort(driver.target),
-    ...(config.targets.size > 0 ? { targets: [...config.targets.keys()].join(",") } : {}),
-    ...(config.allow.length > 0 ? { allowRules: config.allow.length } : {}),
-    secret: secret?.source ?? "none",
-  });
-  if (!secret) {
-    logger.warning(
-      `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach this server can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
-    );
-  }
   let control: ControlServer | undefined;
   if (config.control !== undefined) {
     control = await startControlServer({
@@ -188,7 +176,9 @@ export async function main(args: readonly string[]): Promise<void> {
       );
     });
   }
-  await runUntilSignal(
+  // Signals are handled before the start line is printed: whoever waits for that line may signal
+  // at once, and must get a reload or a clean stop, not the default death.
+  const stopped = runUntilSignal(
     {
       stop: async () => {
         await control?.stop();
@@ -201,6 +191,20 @@ export async function main(args: readonly string[]): Promise<void> {
       running = await reloadServer(args, running, logger);
     },
   );
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  logger.info(`mpserver ${VERSION} started`, {
+    listen: describeListeners(driver.listeners),
+    target: driver.target === undefined ? "none" : formatHostPort(driver.target),
+    ...(config.targets.size > 0 ? { targets: [...config.targets.keys()].join(",") } : {}),
+    ...(config.allow.length > 0 ? { allowRules: config.allow.length } : {}),
+    secret: secret?.source ?? "none",
+  });
+  if (!secret) {
+    logger.warning(
+      `no shared secret: traffic is neither authenticated nor encrypted, and anyone who can reach this server can send to its target; set --secret-file or ${SECRET_ENV_VAR}`,
+    );
+  }
+  await stopped;
 }
 
 /**

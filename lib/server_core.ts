@@ -152,6 +152,9 @@ export interface SessionAddress {
   carryData: boolean;
   /** The client's advice: this path's share in balance mode. */
   weight: number;
+  /** The key phase and sequence number of the latest PROBE from here (which of two is newer). */
+  lastProbeKeyPhase: number;
+  lastProbeSequence: number;
 }
 
 /** Smoothing of the time between datagrams from an address. */
@@ -623,7 +626,7 @@ export class ServerCore {
       this.counters.drops.malformed++;
       return;
     }
-    this.#takeAdvice(session, address, probe.pathIndex, probe.advice);
+    this.#takeAdvice(session, address, probe.pathIndex, probe.advice, message);
     const reply = encodeProbeReplyBody(opened.body, address.received);
     const out = new Uint8Array(reply.length + TUNNEL_OVERHEAD_BYTES);
     const datagram = sealMessage(session.current!, session.id, "probe-reply", 0, reply, out);
@@ -647,7 +650,8 @@ export class ServerCore {
       for (let i = 1; i < addresses.length; i++) {
         if (addresses[i].lastHeardMs < addresses[oldest].lastHeardMs) oldest = i;
       }
-      addresses.splice(oldest, 1);
+      const [evicted] = addresses.splice(oldest, 1);
+      session.roundRobin.forget(evicted.id);
     }
     const added: SessionAddress = {
       address: { transport: "udp", hostname: from.hostname, port: from.port },
@@ -658,6 +662,8 @@ export class ServerCore {
       pathIndex: undefined,
       carryData: true,
       weight: 1,
+      lastProbeKeyPhase: -1,
+      lastProbeSequence: -1,
     };
     addresses.push(added);
     this.#logger.debug("session heard on a new address", {
@@ -707,12 +713,18 @@ export class ServerCore {
     address: SessionAddress,
     pathIndex: number,
     advice: PathAdvice | undefined,
+    probe: SealedMessage,
   ): void {
+    const newer = (known: SessionAddress) =>
+      known.lastProbeKeyPhase === probe.keyPhase && known.lastProbeSequence > probe.sequence;
     if (address.pathIndex !== pathIndex) {
-      address.pathIndex = pathIndex;
       const stale = session.addresses.findIndex((known) =>
         known !== address && known.pathIndex === pathIndex
       );
+      // A PROBE that left before the one that moved the path (it arrived late, or it is a copy an
+      // attacker raced here from elsewhere) does not move it back.
+      if (stale >= 0 && newer(session.addresses[stale])) return;
+      address.pathIndex = pathIndex;
       if (stale >= 0) {
         const [old] = session.addresses.splice(stale, 1);
         session.roundRobin.forget(old.id);
@@ -723,6 +735,8 @@ export class ServerCore {
         });
       }
     }
+    address.lastProbeKeyPhase = probe.keyPhase;
+    address.lastProbeSequence = probe.sequence;
     if (!advice) return;
     address.carryData = advice.carryData;
     address.weight = advice.weight;

@@ -48,6 +48,8 @@ const MAINTENANCE_INTERVAL_MS = 1000;
 const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 120_000;
 const DEFAULT_MAX_FLOWS_PER_SESSION = 256;
 const DEFAULT_MAX_TARGET_SOCKETS = 4096;
+/** Client addresses whose listening socket is remembered (several listen addresses only). */
+const MAX_REMEMBERED_ARRIVALS = 65_536;
 
 /** One session flow's socket toward its target. */
 interface TargetFlow {
@@ -95,6 +97,8 @@ export class ServerDriver {
   readonly #policy: TargetPolicy;
   /** Resolved targets of declared flows, kept while the session lives (a socket may close idle). */
   readonly #declaredTargets = new Map<number, Map<number, UdpAddress>>();
+  /** With several listening sockets: which one each client address last sent to. */
+  readonly #arrivedOn = new Map<string, DatagramTransport>();
   readonly #logger: Logger;
   readonly #flows = new Map<number, Map<number, TargetFlow>>();
   readonly #flowIdleTimeoutMs: number;
@@ -260,6 +264,10 @@ export class ServerDriver {
 
   #listenerFor(address: UdpAddress): DatagramTransport {
     if (this.listeners.length === 1) return this.listeners[0];
+    // Reply from the socket the address last sent to: a client that aimed at one of several
+    // addresses (or ports) drops replies from another.
+    const arrivedOn = this.#arrivedOn.get(`${address.hostname} ${address.port}`);
+    if (arrivedOn) return arrivedOn;
     const wantsIPv6 = address.hostname.includes(":");
     return this.listeners.find((listener) =>
       listener.localAddress.hostname.includes(":") === wantsIPv6
@@ -280,6 +288,7 @@ export class ServerDriver {
         this.#logger.debug("receive failed on a listening socket", { error: String(error) });
         continue;
       }
+      if (this.listeners.length > 1) this.#noteArrival(received[1], listener);
       this.core.receive(received[1], received[0], performance.now(), outbox);
       await this.#settle(pending);
     }
@@ -403,6 +412,13 @@ export class ServerDriver {
     if (classifySendError(error) !== undefined) return; // counted by the caller
     if (this.#stopping) return;
     throw error;
+  }
+
+  #noteArrival(from: UdpAddress, listener: DatagramTransport): void {
+    const key = `${from.hostname} ${from.port}`;
+    if (this.#arrivedOn.get(key) === listener) return;
+    if (this.#arrivedOn.size >= MAX_REMEMBERED_ARRIVALS) this.#arrivedOn.clear();
+    this.#arrivedOn.set(key, listener);
   }
 
   /** Runs the core's deadlines (FEC groups to close, reorder gaps to give up, idle sessions). */

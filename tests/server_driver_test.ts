@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ClientDriver } from "../lib/client_driver.ts";
+import { createInit } from "../lib/handshake.ts";
 import { silentLogger } from "../lib/log.ts";
 import { ServerDriver } from "../lib/server_driver.ts";
 import { runUdpEcho } from "../lib/traffic.ts";
@@ -53,5 +54,25 @@ Deno.test("target sockets beyond the server-wide limit are refused and counted; 
     await client.stop();
     await server.stop();
     await echo.stop();
+  }
+});
+
+Deno.test("with several listening sockets, the answer leaves from the one the client sent to", async () => {
+  const server = await ServerDriver.start({
+    listen: [{ hostname: "127.0.0.1", port: 0 }, { hostname: "127.0.0.1", port: 0 }],
+    target: { hostname: "127.0.0.1", port: 9 },
+    logger: silentLogger,
+  });
+  const client = bindUdp({ hostname: "127.0.0.1", port: 0 });
+  try {
+    for (const [index, listener] of server.listeners.entries()) {
+      const init = createInit(undefined, 0x1234 + index, 0, 1000 + index).init;
+      await client.send(init, listener.localAddress);
+      const [, from] = await client.receive(new Uint8Array(2048));
+      assert.equal(from.port, listener.localAddress.port, `answer to listener ${index}`);
+    }
+  } finally {
+    client.close();
+    await server.stop();
   }
 });

@@ -341,6 +341,40 @@ simTest(
   },
 );
 
+simTest(
+  "a late PROBE from a path's old address does not move the path back",
+  702,
+  (seed) => {
+    const scenario = new TunnelScenario({ seed, echo: true, paths: paths(1) });
+    const network = scenario.network;
+    const oldAddress = network.clientAddressOf(0);
+    // A PROBE from the old address that is lost on the way (the link is down for a moment) but
+    // captured, to arrive after the path has moved.
+    let late: Uint8Array | undefined;
+    network.observe((observed) => {
+      if (
+        late === undefined && observed.direction === "toServer" && observed.nowMs >= 3000 &&
+        observed.datagram[1] === MessageType.probe
+      ) late = observed.datagram;
+    });
+    network.schedule(2999, () => network.path(0).forward.set({ down: true }));
+    network.schedule(3400, () => network.path(0).forward.set({ down: false }));
+    let newAddress = "";
+    network.schedule(3500, () => newAddress = network.path(0).rebind());
+    network.schedule(4500, () => network.injectToServer(oldAddress, late!));
+    runStream(scenario, 5000);
+    assert.ok(late, "a probe was captured");
+    const session = scenario.server.core.sessions.get(scenario.client.core.sessionId)!;
+    assert.deepEqual(
+      session.addresses.filter((known) => known.pathIndex === 0).map((known) =>
+        `${known.address.hostname}:${known.address.port}`
+      ),
+      [newAddress],
+    );
+    assert.equal(scenario.logsContaining("a path of the session moved").length, 1);
+  },
+);
+
 // ---------------------------------------------------------------------------------------------------
 // 8. Security
 

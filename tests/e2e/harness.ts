@@ -329,3 +329,32 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
     clearTimeout(timer);
   }
 }
+
+/** Prints a test's measured figures: a title, then one indented line each. */
+export function show(title: string, lines: readonly string[]): void {
+  console.log(`${title}\n${lines.map((line) => `  ${line}`).join("\n")}`);
+}
+
+/** Polls a process's output until `pattern` (global) matches `count` times. */
+export async function waitForCount(
+  handle: ProcessHandle,
+  pattern: RegExp,
+  count: number,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while ((handle.output().match(pattern) ?? []).length < count) {
+    if (performance.now() > deadline) {
+      throw new Error(
+        `${handle.name} printed ${pattern} fewer than ${count} times within ${timeoutMs} ms:\n` +
+          handle.output(),
+      );
+    }
+    await delay(20);
+  }
+}
+
+/** Resolves after `ms`. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -18,11 +18,14 @@ import { formatStreamReport, runTrafficStream, runUdpEcho } from "../../lib/traf
 import { bindUdp, type DatagramTransport } from "../../lib/udp.ts";
 import {
   commandExists,
+  delay,
   denoScript,
   freeUdpPorts,
   type ProcessHandle,
   requireTool,
+  show,
   spawnCommand,
+  waitForCount,
   withTimeout,
 } from "./harness.ts";
 
@@ -57,33 +60,6 @@ function missing(tools: readonly string[]): boolean {
   if (absent.length === 0 || IN_CI) return false;
   console.log(`ignored: ${absent.join(", ")} not installed (install to run this step; CI does)`);
   return true;
-}
-
-function show(title: string, lines: readonly string[]): void {
-  console.log(`${title}\n${lines.map((line) => `  ${line}`).join("\n")}`);
-}
-
-/** Polls the output until `pattern` (global) matches `count` times. */
-async function waitForCount(
-  handle: ProcessHandle,
-  pattern: RegExp,
-  count: number,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while ((handle.output().match(pattern) ?? []).length < count) {
-    if (performance.now() > deadline) {
-      throw new Error(
-        `${handle.name} printed ${pattern} fewer than ${count} times within ${timeoutMs} ms:\n` +
-          handle.output(),
-      );
-    }
-    await delay(20);
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A UDP socket that counts what arrives and answers nothing: what no flow may reach. */

@@ -24,12 +24,15 @@ import {
 } from "../../lib/traffic.ts";
 import { bindUdp, classifySendError, type DatagramTransport } from "../../lib/udp.ts";
 import {
+  delay,
   denoScript,
   freeUdpPort,
   freeUdpPorts,
   type ProcessHandle,
   requireTool,
+  show,
   spawnCommand,
+  waitForCount,
   withTimeout,
 } from "./harness.ts";
 
@@ -218,29 +221,6 @@ function receiveBufferDrops(processes: readonly { name: string; pid: number }[])
   return processes.map(({ name, pid }) => `${name} ${socketDrops(pid)}`).join(", ");
 }
 
-/** Polls the output until `pattern` (global) matches `count` times. */
-async function waitForCount(
-  handle: ProcessHandle,
-  pattern: RegExp,
-  count: number,
-  timeoutMs: number,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while ((handle.output().match(pattern) ?? []).length < count) {
-    if (performance.now() > deadline) {
-      throw new Error(
-        `${handle.name} printed ${pattern} fewer than ${count} times within ${timeoutMs} ms:\n` +
-          handle.output(),
-      );
-    }
-    await delay(20);
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Waits until the client's session is established and each of its `pathCount` paths is up. */
 async function waitForClientReady(client: ProcessHandle, pathCount: number): Promise<void> {
   await client.waitForLine(/mpclient \S+ started/, STARTUP_TIMEOUT_MS);
@@ -396,10 +376,6 @@ function arrivals(target: Target, stream: StreamReport): SinkStreamReport {
 
 function percent(part: number, whole: number): string {
   return `${(100 * part / whole).toFixed(2)} %`;
-}
-
-function show(title: string, lines: readonly string[]): void {
-  console.log(`${title}\n${lines.map((line) => `  ${line}`).join("\n")}`);
 }
 
 /** The stats line a program logs when it stops, or a failure quoting its output. */

@@ -696,10 +696,7 @@ export class ServerCore {
       outbox.sendTo(freshest.address, datagram);
       sent = 1;
     }
-    session.toClient.datagrams += sent;
-    session.toClient.bytes += sent * datagram.length;
-    this.counters.sent.datagrams += sent;
-    this.counters.sent.bytes += sent * datagram.length;
+    this.#countSent(session, sent, datagram.length);
   }
 
   /**
@@ -805,7 +802,7 @@ export class ServerCore {
     if (!session || !declared) return;
     if (attempt !== undefined && attempt !== declared.attempt) return; // superseded
     declared.state = status;
-    this.#sendFlowReply(session, flowId, declared.generation, status, outbox);
+    this.#sendFlowReply(session, flowId, declared.generation, status, nowMs, outbox);
     const waiting = session.held.filter((held) => held.flowId === flowId);
     if (waiting.length === 0) return;
     session.held = session.held.filter((held) => held.flowId !== flowId);
@@ -832,7 +829,7 @@ export class ServerCore {
       // answer again (once decided) under the generation asked.
       known.generation = generation;
       if (known.state !== "opening") {
-        this.#sendFlowReply(session, flowId, generation, known.state, outbox);
+        this.#sendFlowReply(session, flowId, generation, known.state, nowMs, outbox);
       }
       return;
     }
@@ -845,7 +842,7 @@ export class ServerCore {
       opening >= MAX_OPENING_FLOWS_PER_SESSION
     ) {
       // Not kept: the client asks again, and gets in once others are decided or forgotten.
-      this.#sendFlowReply(session, flowId, generation, "limit", outbox);
+      this.#sendFlowReply(session, flowId, generation, "limit", nowMs, outbox);
       return;
     }
     const attempt = ++this.#openAttempts;
@@ -899,12 +896,13 @@ export class ServerCore {
     this.#timedSessions.add(session);
   }
 
-  /** Tells the client where a declared flow stands, on every recent path (it is small). */
+  /** Tells the client where a declared flow stands, on every path it uses. */
   #sendFlowReply(
     session: ServerSession,
     flowId: number,
     generation: number,
     status: "open" | FlowRefusal,
+    nowMs: number,
     outbox: ServerOutbox,
   ): void {
     if (!session.current) return;
@@ -919,19 +917,7 @@ export class ServerCore {
       out,
       generation,
     );
-    let sent = 0;
-    let freshest: SessionAddress | undefined;
-    for (const known of session.addresses) {
-      if (!freshest || known.lastHeardMs > freshest.lastHeardMs) freshest = known;
-      if (session.lastActiveMs - known.lastHeardMs > this.#limits.addressTimeoutMs) continue;
-      outbox.sendTo(known.address, datagram);
-      sent++;
-    }
-    if (sent === 0 && freshest) {
-      outbox.sendTo(freshest.address, datagram);
-      sent = 1;
-    }
-    this.#countSent(session, sent, datagram.length);
+    this.#sendToSession(session, datagram, nowMs, outbox);
   }
 
   /** True when an address may carry data in modes other than redundant: advised and not silent. */

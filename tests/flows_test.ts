@@ -19,6 +19,7 @@ import {
   encodeFlowReplyBody,
   type FlowRefusal,
   type FlowTarget,
+  MessageType,
 } from "../lib/wire.ts";
 
 const config = parseServerConfig(
@@ -37,6 +38,8 @@ function decide(target: FlowTarget): "open" | FlowRefusal {
 }
 
 function wire(options: { answerLater?: boolean } = {}) {
+  /** While true, every FLOW_OPEN the client sends is lost on the way. */
+  let losingFlowOpens = false;
   let server = new ServerCore({ logger: silentLogger });
   const client = new ClientCore({ pathLabels: ["p0", "p1"], logger: silentLogger });
   const toTarget: { flowId: number; text: string }[] = [];
@@ -51,8 +54,10 @@ function wire(options: { answerLater?: boolean } = {}) {
   }));
   const clientOutbox: ClientOutbox = {
     scratch: new Uint8Array(65536),
-    sendOnPath: (pathIndex, datagram) =>
-      queue.push({ toServer: true, pathIndex, datagram: datagram.slice() }),
+    sendOnPath: (pathIndex, datagram) => {
+      if (losingFlowOpens && datagram[1] === MessageType.flowOpen) return;
+      queue.push({ toServer: true, pathIndex, datagram: datagram.slice() });
+    },
     deliverToApp: (flowId, payload) =>
       toApp.push({ flowId, text: new TextDecoder().decode(payload) }),
     flowRefused: (flowId, reason) => refused.push({ flowId, reason }),
@@ -113,6 +118,9 @@ function wire(options: { answerLater?: boolean } = {}) {
         now,
         serverOutbox,
       );
+    },
+    loseFlowOpens(losing: boolean) {
+      losingFlowOpens = losing;
     },
     restartServer() {
       server = new ServerCore({ logger: silentLogger });
@@ -262,15 +270,20 @@ Deno.test("a reused flow id waits for its new declaration's answer: nothing reac
   tunnel.send(flowId, "for dns");
   tunnel.run(300);
   assert.deepEqual(tunnel.toTarget, [{ flowId, text: "for dns" }]);
-  // The application goes; much later the id is given to another one, for another target.
+  // The application goes; much later the id is given to another one, for another target, and
+  // every copy of its first FLOW_OPEN is lost: the server still has the id open toward dns.
   tunnel.client.closeFlow(flowId);
+  tunnel.loseFlowOpens(true);
   tunnel.open(flowId, { kind: "address", host: "10.0.0.53", port: 53 });
   tunnel.send(flowId, "for 10.0.0.53");
   // A late reply of the old target must not reach the new application.
   tunnel.reply(flowId, "old answer");
-  tunnel.run(600);
+  tunnel.run(450);
   assert.equal(tunnel.toTarget.length, 1, "held at the client until the new declaration is open");
   assert.equal(tunnel.toApp.length, 0, "the old target's reply is not the new flow's");
+  tunnel.loseFlowOpens(false);
+  tunnel.run(600); // the FLOW_OPEN is sent again every 200 ms
+  assert.equal(tunnel.toTarget.length, 1, "still held: the new declaration is not answered yet");
   const second = tunnel.opened[1];
   assert.deepEqual(second.target, { kind: "address", host: "10.0.0.53", port: 53 });
   tunnel.server.flowOpened(second.sessionId, flowId, "open", tunnel.now, tunnel.serverOutbox);

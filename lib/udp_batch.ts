@@ -26,9 +26,9 @@
  *
  * Senders' addresses are kept as one object per peer (up to {@link ADDRESS_CACHE_ENTRIES} per
  * socket), so a batch allocates no address; a v4 address sent from an IPv6 socket goes out as
- * `::ffff:a.b.c.d`. Errors are Deno's: `Deno.errors.ConnectionRefused`, `PermissionDenied`,
- * `AddrInUse`, `AddrNotAvailable`, or an `Error` whose message holds `(os error N)`, so
- * `classifySendError` reads them alike.
+ * `::ffff:a.b.c.d`. Errors are Deno's own: a datagram the kernel refuses, and a receive that fails,
+ * are handed to Deno's `send` and `receive`, which report them (errno read through FFI is only a
+ * hint, see `errno`), so `classifySendError` reads them alike.
  */
 
 import type { HostPort } from "./address.ts";
@@ -59,12 +59,6 @@ const MSG_TRUNC = 0x20;
 const EINTR = 4;
 const EBADF = 9;
 const EAGAIN = 11;
-const EPERM = 1;
-const EACCES = 13;
-const EADDRINUSE = 98;
-const EADDRNOTAVAIL = 99;
-const ECONNREFUSED = 111;
-const ECONNRESET = 104;
 
 const SOCKADDR_BYTES = 28; // sockaddr_in6; a sockaddr_in uses the first 16
 const SOCKADDR_IN_BYTES = 16;
@@ -83,7 +77,6 @@ const SYMBOLS = {
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -115,30 +108,18 @@ function loadedLibc(): Libc {
   return libc!;
 }
 
-/** The last libc error number of this thread (valid right after a synchronous call). */
-function errno(): number {
-  return new Deno.UnsafePointerView(libc!.__errno_location()!).getInt32();
-}
+let errnoView: Deno.UnsafePointerView | undefined;
 
-/** A Deno-like error for `code`, as Deno's own socket would throw it. */
-export function errnoError(code: number, what: string): Error {
-  const text = Deno.UnsafePointerView.getCString(libc!.strerror(code)!);
-  const message = `${text} (os error ${code}): ${what}`;
-  switch (code) {
-    case ECONNREFUSED:
-      return new Deno.errors.ConnectionRefused(message);
-    case ECONNRESET:
-      return new Deno.errors.ConnectionReset(message);
-    case EPERM:
-    case EACCES:
-      return new Deno.errors.PermissionDenied(message);
-    case EADDRINUSE:
-      return new Deno.errors.AddrInUse(message);
-    case EADDRNOTAVAIL:
-      return new Deno.errors.AddrNotAvailable(message);
-    default:
-      return new Error(message);
-  }
+/**
+ * The last libc error number of this (the main) thread, read right after a synchronous call. Only a
+ * hint: the runtime may run code of its own between the call and this read (a garbage collection
+ * step, say) that changes errno — a receive once reported ENOENT this way — so callers use it to
+ * choose a path (retry after EINTR, wait after EAGAIN) and leave reporting errors to Deno's own
+ * calls. The view is made once, so that reading it allocates nothing.
+ */
+function errno(): number {
+  errnoView ??= new Deno.UnsafePointerView(libc!.__errno_location()!);
+  return errnoView.getInt32();
 }
 
 function addressOf(bytes: Uint8Array): bigint {
@@ -521,11 +502,9 @@ export class BatchedUdpSocket implements DatagramTransport {
     do {
       count = this.#libc.recvmmsg(this.fd, vector.headers, capacity, MSG_DONTWAIT, null);
     } while (count < 0 && errno() === EINTR);
-    if (count < 0) {
-      const code = errno();
-      if (code === EAGAIN) return 0;
-      throw errnoError(code, "recvmmsg");
-    }
+    // Nothing queued (EAGAIN), or an error: either way Deno's receive takes over, and it waits or
+    // reports the error itself. errno is only a hint here (see `errno`), never the error reported.
+    if (count < 0) return 0;
     this.#receivedCount = count;
     this.#nextIndex = 0;
     if (count === capacity && capacity < BATCH_DATAGRAMS && !this.#oneAtATime) {
@@ -658,7 +637,9 @@ export class BatchedUdpSocket implements DatagramTransport {
         for (let index = done; index < queued.length; index++) this.#sendWithDeno(queued[index]);
         break;
       }
-      queued[done].reject(errnoError(code, "sendmmsg"));
+      // The first datagram failed (a closed port's ICMP error, too large, no route…). Deno's send
+      // of it reports the error exactly as Deno's socket would; the rest go on in a batch.
+      this.#sendWithDeno(queued[done]);
       done++;
     }
     queued.length = 0;

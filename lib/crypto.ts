@@ -1,49 +1,62 @@
 /**
  * The cryptographic primitives mptunnel's handshake and data path use, as pure functions over
- * `Uint8Array` (no I/O, no clocks), all built on `node:crypto`: X25519 key agreement, HKDF-SHA256,
- * truncated HMAC-SHA256, and an AEAD ({@link Aead}) keyed once per direction whose nonce is a 64-bit
- * packet counter.
+ * `Uint8Array` (no I/O, no clocks): X25519 key agreement, HKDF-SHA256, truncated HMAC-SHA256 (all on
+ * `node:crypto`), and an AEAD ({@link Aead}) keyed once per direction whose nonce is a 64-bit packet
+ * counter. The AEAD runs on OpenSSL's libcrypto through FFI (`lib/aead_openssl.ts`) wherever it can,
+ * else on `node:crypto`; both write the same bytes (see {@link aeadImplementation}).
  *
- * Measured 2026-11-25 on a 2-core shared Linux VM (AMD EPYC, has AES-NI/PCLMUL), Deno 2.9.6, with
- * `deno bench bench/crypto_bench.ts`: median of the means of 4 runs, range in brackets. Other jobs
- * shared the VM, so single runs vary up to 2x; compare rows, not runs.
+ * Measured 2026-11-25 on a 2-core shared Linux VM (AMD EPYC, has AES-NI/PCLMUL/VAES), Deno 2.9.6,
+ * OpenSSL 3.0.19, with `deno bench --allow-ffi bench/crypto_bench.ts`: median of the means of 3
+ * runs, range in brackets. Other jobs shared the VM, so single runs vary up to 2x; compare rows, not
+ * runs. The `node` rows are what the fallback costs; the first table (4 runs, same day, before the
+ * OpenSSL path existed) is kept for the handshake rows.
  *
- * | operation (header 16 B)             | ns/op                    | ops/s   |
+ * | operation (header 16 B)             | openssl ns/op        | node ns/op               |
+ * | ----------------------------------- | -------------------- | ------------------------ |
+ * | chacha20-poly1305 seal+open, 64 B   |  1,630 (1,530–1,770) |  10,000 ( 7,600–15,600)  |
+ * | aes-256-gcm       seal+open, 64 B   |  1,480 (  950–1,580) |  11,100 ( 9,500–11,400)  |
+ * | chacha20-poly1305 seal+open, 1200 B |  3,070 (2,640–3,310) |  18,900 (17,400–29,600)  |
+ * | aes-256-gcm       seal+open, 1200 B |  1,590 (1,560–2,400) |  30,500 (30,500–30,900)  |
+ * | chacha20-poly1305 seal, 1200 B      |  1,440 (1,210–1,480) |   9,400 ( 8,600–15,300)  |
+ * | aes-256-gcm       seal, 1200 B      |    940 (  630–1,110) |  16,700 (14,900–17,500)  |
+ * | chacha20-poly1305 open, 1200 B      |  1,620 (1,550–1,750) |   7,700 ( 7,300–11,900)  |
+ * | chacha20-poly1305 open forged, 64 B |    680 (  670–  880) |  19,800 (16,000–21,700)  |
+ * | aes-256-gcm       open forged, 64 B |    560 (  350–  610) |  19,800 (15,700–20,800)  |
+ * | createAead + first seal, 64 B       |  9,200 (6,700–9,800) |   9,500 ( 8,100–16,700)  |
+ *
+ * | operation                           | ns/op                    | ops/s   |
  * | ----------------------------------- | ------------------------ | ------- |
- * | chacha20-poly1305 seal+open, 64 B   |  13,500 ( 8,600–15,700)  |  74,000 |
- * | aes-256-gcm       seal+open, 64 B   |  11,500 ( 8,800–12,900)  |  87,000 |
- * | chacha20-poly1305 seal+open, 1200 B |  15,200 ( 9,900–27,600)  |  66,000 |
- * | aes-256-gcm       seal+open, 1200 B |  29,300 (22,100–30,200)  |  34,000 |
- * | chacha20-poly1305 seal, 1200 B      |   6,800 ( 5,100– 8,100)  | 148,000 |
- * | aes-256-gcm       seal, 1200 B      |  13,100 (10,100–22,200)  |  76,000 |
- * | chacha20-poly1305 open, 1200 B      |   8,100 ( 5,200–12,800)  | 124,000 |
- * | chacha20-poly1305 open forged, 64 B |  18,000 (12,500–20,700)  |  56,000 |
  * | createCipheriv alone (chacha20)     |   5,600 ( 4,900– 7,000)  | 180,000 |
  * | generateKeyPair + x25519            | 108,000 (92,000–121,000) |   9,200 |
  * | x25519 alone                        |  65,000 (62,000– 83,000) |  15,000 |
  * | hkdf, 32 B in, 64 B out             |   7,200 ( 6,400–10,400)  | 140,000 |
  * | hmac16, 3 parts, 60 B               |  15,800 (10,000–20,300)  |  63,000 |
  *
- * ChaCha20-Poly1305 is {@link DEFAULT_AEAD}: about even with AES-256-GCM at 64 B (their ranges
- * overlap) and twice as fast at 1200 B, the size a tunnel mostly carries. (Deno implements
- * `node:crypto`'s AES-GCM in Rust with the `aes` and `aead-gcm-stream` crates, not OpenSSL; it
- * stays far from AES-NI speed even though this CPU has AES-NI.)
+ * ChaCha20-Poly1305 is {@link DEFAULT_AEAD}. It was chosen on `node:crypto`, where it is about even
+ * with AES-256-GCM at 64 B and twice as fast at 1200 B, the size a tunnel mostly carries (Deno
+ * implements `node:crypto`'s AES-GCM in Rust with the `aes` and `aead-gcm-stream` crates, far from
+ * AES-NI speed). On OpenSSL, AES-256-GCM is about twice as fast at 1200 B on this CPU (AES-NI and
+ * VAES); the default stays ChaCha20-Poly1305 because both ends must use the same algorithm (the
+ * handshake does not negotiate one), it is the faster of the two for the fallback, and it does not
+ * depend on AES hardware.
  *
- * Why it is built this way: most of every seal or open is creating the cipher object, not
- * encrypting. `createCipheriv` builds a whole `stream.Transform` each call (~5 µs before a byte is
- * touched), and `node:crypto` cannot re-key a cipher with a new nonce, so one is created per
- * datagram. Every alternative measured was slower: `@noble/ciphers` 2.4.0 (pure JS, writes into a
- * caller buffer) sealed 64 B / 1200 B in ~9 / ~23 µs with ChaCha and ~15 / ~54 µs with GCM;
- * WebCrypto has only AES-GCM, is asynchronous, and took ~19 µs per 1200 B encrypt even 64 at a
- * time. Writing straight into `out` is not possible (`update` always returns a new `Buffer`); copying
- * that into `out` costs ~40 ns for 1200 B, the allocation behind it 0.2–0.9 µs. What remains to
- * save is small: one reused nonce buffer per key, and raw key bytes rather than a `KeyObject`, which
- * would cost an export per call.
+ * Why the OpenSSL path exists: most of every `node:crypto` seal or open is creating the cipher
+ * object, not encrypting. `createCipheriv` builds a whole `stream.Transform` each call (~5 µs before
+ * a byte is touched), and `node:crypto` cannot re-key a cipher with a new nonce, so the fallback
+ * creates one per datagram. OpenSSL's `EVP_CIPHER_CTX` takes a new nonce without being rebuilt, so
+ * `lib/aead_openssl.ts` keeps one keyed context per direction and per datagram only re-sets the
+ * nonce: 6–20x less time per datagram. Other alternatives measured were slower than even the
+ * fallback: `@noble/ciphers` 2.4.0 (pure JS, writes into a caller buffer) sealed 64 B / 1200 B in ~9
+ * / ~23 µs with ChaCha and ~15 / ~54 µs with GCM; WebCrypto has only AES-GCM, is asynchronous, and
+ * took ~19 µs per 1200 B encrypt even 64 at a time. In the fallback, writing straight into `out` is
+ * not possible (`update` always returns a new `Buffer`); copying that into `out` costs ~40 ns for
+ * 1200 B, the allocation behind it 0.2–0.9 µs.
  *
- * A forged datagram costs about twice a genuine one to reject, because `node:crypto` reports a bad
- * tag only by throwing, and building that error costs ~10 µs (suppressing its stack trace does not
- * help). Callers should drop what they can (unknown session, replayed or stale counter) before
- * calling {@link Aead.open}.
+ * A forged datagram costs the OpenSSL path no more than a genuine one (the tag check is a return
+ * value, and OpenSSL compares tags in constant time in `EVP_DecryptFinal_ex`). The fallback pays
+ * about twice a genuine one to reject it, because `node:crypto` reports a bad tag only by throwing,
+ * and building that error costs ~10 µs (suppressing its stack trace does not help). Callers should
+ * drop what they can (unknown session, replayed or stale counter) before calling {@link Aead.open}.
  */
 
 import { Buffer } from "node:buffer";
@@ -60,6 +73,7 @@ import {
   randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
+import { createOpensslAead, opensslAeadUnavailable } from "./aead_openssl.ts";
 
 /** Length of a symmetric key (AEAD key, HKDF output used as a key). */
 export const KEY_BYTES = 32;
@@ -86,7 +100,7 @@ const TAG_OPTIONS = { authTagLength: TAG_BYTES } as const;
 /** The AEAD algorithms a session may use. */
 export type AeadAlgorithm = "chacha20-poly1305" | "aes-256-gcm";
 
-/** The faster AEAD on the machine we measured (see the table at the top of this module). */
+/** The AEAD sessions use (the handshake does not negotiate one); why, at the top of this module. */
 export const DEFAULT_AEAD: AeadAlgorithm = "chacha20-poly1305";
 
 /** An X25519 key pair. The private key stays an opaque `node:crypto` object so DH needs no re-import. */
@@ -249,11 +263,74 @@ export interface Aead {
   ): number;
 }
 
+/** Which library implements {@link createAead}'s keys: OpenSSL through FFI, or `node:crypto`. */
+export type AeadImplementation = "openssl" | "node";
+
+/** The environment variable that overrides {@link aeadImplementation}'s choice. */
+export const AEAD_IMPLEMENTATION_ENV_VAR = "MPTUNNEL_CRYPTO";
 /**
- * Makes an {@link Aead} from a 32-byte key (copied, so the caller may wipe its own copy).
- * Throws `RangeError` for a key of another length.
+ * What {@link aeadImplementation} picks when the environment does not say: OpenSSL, which seals and
+ * opens several times faster (see the table at the top of this module). It falls back to
+ * `node:crypto` by itself wherever it cannot run (e.g. without `--allow-ffi`).
+ */
+export const DEFAULT_AEAD_IMPLEMENTATION: AeadImplementation = "openssl";
+
+let chosenImplementation: AeadImplementation | undefined;
+
+/**
+ * The implementation {@link createAead} uses in this process, decided once: `MPTUNNEL_CRYPTO`
+ * (`openssl` or `node`) when set and readable, else {@link DEFAULT_AEAD_IMPLEMENTATION}; "openssl"
+ * only where it loaded and passed its self-test (see `lib/aead_openssl.ts`), else "node", with a
+ * warning when OpenSSL was asked for explicitly.
+ */
+export function aeadImplementation(): AeadImplementation {
+  if (chosenImplementation !== undefined) return chosenImplementation;
+  let wanted: string | undefined;
+  if (
+    Deno.permissions.querySync({ name: "env", variable: AEAD_IMPLEMENTATION_ENV_VAR }).state ===
+      "granted"
+  ) {
+    wanted = Deno.env.get(AEAD_IMPLEMENTATION_ENV_VAR)?.trim().toLowerCase() || undefined;
+  }
+  if (wanted !== undefined && wanted !== "openssl" && wanted !== "node") {
+    console.warn(`${AEAD_IMPLEMENTATION_ENV_VAR}=${wanted} is not "openssl" or "node"; ignored`);
+    wanted = undefined;
+  }
+  const choice = (wanted ?? DEFAULT_AEAD_IMPLEMENTATION) as AeadImplementation;
+  const unavailable = choice === "openssl" ? opensslAeadUnavailable() : undefined;
+  if (unavailable !== undefined && wanted === "openssl") {
+    console.warn(
+      `${AEAD_IMPLEMENTATION_ENV_VAR}=openssl: unavailable (${unavailable}); using node:crypto`,
+    );
+  }
+  chosenImplementation = unavailable === undefined ? choice : "node";
+  return chosenImplementation;
+}
+
+/** Forgets {@link aeadImplementation}'s choice (for tests that change the environment). */
+export function resetAeadImplementation(): void {
+  chosenImplementation = undefined;
+}
+
+/**
+ * Makes an {@link Aead} from a 32-byte key (copied, so the caller may wipe its own copy), with the
+ * implementation {@link aeadImplementation} names; both give the same bytes. Throws `RangeError` for
+ * a key of another length.
  */
 export function createAead(key: Uint8Array, algorithm: AeadAlgorithm = DEFAULT_AEAD): Aead {
+  if (key.length !== KEY_BYTES) {
+    throw new RangeError(`an AEAD key is ${KEY_BYTES} bytes, got ${key.length}`);
+  }
+  return aeadImplementation() === "openssl"
+    ? createOpensslAead(key, algorithm)
+    : new CounterNonceAead(new Uint8Array(key), algorithm);
+}
+
+/**
+ * Makes an {@link Aead} on `node:crypto` whatever {@link aeadImplementation} says: the fallback, for
+ * tests and benchmarks that compare the two. Throws `RangeError` for a key that is not 32 bytes.
+ */
+export function createNodeAead(key: Uint8Array, algorithm: AeadAlgorithm = DEFAULT_AEAD): Aead {
   if (key.length !== KEY_BYTES) {
     throw new RangeError(`an AEAD key is ${KEY_BYTES} bytes, got ${key.length}`);
   }

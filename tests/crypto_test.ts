@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import {
+  type Aead,
   type AeadAlgorithm,
+  aeadImplementation,
   constantTimeEqual,
   createAead,
+  createNodeAead,
   DEFAULT_AEAD,
   generateKeyPair,
   hkdf,
@@ -21,6 +24,18 @@ import {
 import { seededRandom } from "../lib/rng.ts";
 
 const ALGORITHMS: readonly AeadAlgorithm[] = ["chacha20-poly1305", "aes-256-gcm"];
+
+/**
+ * The AEAD behaviour tests run against each way of making a key: `createAead` (OpenSSL wherever it
+ * can run, see aeadImplementation) and the `node:crypto` fallback, which must behave alike.
+ */
+const AEAD_MAKERS: readonly {
+  label: string;
+  make: (key: Uint8Array, algorithm?: AeadAlgorithm) => Aead;
+}[] = [
+  { label: `createAead (${aeadImplementation()})`, make: createAead },
+  { label: "createNodeAead", make: createNodeAead },
+];
 
 function fromHex(hex: string): Uint8Array {
   const bytes = new Uint8Array(hex.length / 2);
@@ -73,14 +88,17 @@ const GCM16_SEALED = "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd25
   "76fc6ece0f4e1768cddf8853bb2d551b";
 
 /** Seals a fixed message under a fixed key and counter, for the tampering tests. */
-function sealedFixture(algorithm: AeadAlgorithm) {
+function sealedFixture(
+  make: (key: Uint8Array, algorithm: AeadAlgorithm) => Aead,
+  algorithm: AeadAlgorithm,
+) {
   const key = byteRange(1, 32);
   const counter = 41;
   const header = fromHex("0102030405060708");
   const plaintext = new TextEncoder().encode("a datagram travelling through the tunnel");
   const sealed = new Uint8Array(plaintext.length + TAG_BYTES);
-  createAead(key, algorithm).seal(counter, header, plaintext, sealed, 0);
-  return { aead: createAead(key, algorithm), counter, header, plaintext, sealed };
+  make(key, algorithm).seal(counter, header, plaintext, sealed, 0);
+  return { aead: make(key, algorithm), counter, header, plaintext, sealed };
 }
 
 // --- X25519 -------------------------------------------------------------------------------------
@@ -278,13 +296,15 @@ Deno.test("sealWithNonce and openWithNonce match GCM test case 16 for AES-256-GC
 Deno.test("seal uses the nonce 00000000 || counter as 64-bit big-endian", () => {
   const counter = 0x0102_0304_0506; // > 2^32, so both halves of the 64-bit counter matter
   const nonce = fromHex("00000000" + "0000010203040506");
-  for (const algorithm of ALGORITHMS) {
-    const plaintext = byteRange(0, 99), header = byteRange(200, 209);
-    const viaCounter = new Uint8Array(plaintext.length + TAG_BYTES);
-    const viaNonce = new Uint8Array(plaintext.length + TAG_BYTES);
-    createAead(RFC8439_KEY, algorithm).seal(counter, header, plaintext, viaCounter, 0);
-    sealWithNonce(algorithm, RFC8439_KEY, nonce, header, plaintext, viaNonce, 0);
-    assert.deepEqual(viaCounter, viaNonce, algorithm);
+  for (const { label, make } of AEAD_MAKERS) {
+    for (const algorithm of ALGORITHMS) {
+      const plaintext = byteRange(0, 99), header = byteRange(200, 209);
+      const viaCounter = new Uint8Array(plaintext.length + TAG_BYTES);
+      const viaNonce = new Uint8Array(plaintext.length + TAG_BYTES);
+      make(RFC8439_KEY, algorithm).seal(counter, header, plaintext, viaCounter, 0);
+      sealWithNonce(algorithm, RFC8439_KEY, nonce, header, plaintext, viaNonce, 0);
+      assert.deepEqual(viaCounter, viaNonce, `${label} ${algorithm}`);
+    }
   }
 });
 
@@ -294,217 +314,231 @@ Deno.test("DEFAULT_AEAD is the algorithm createAead uses without one", () => {
   assert.equal(createAead(new Uint8Array(32)).algorithm, DEFAULT_AEAD);
 });
 
-Deno.test("open recovers what seal wrote, at offsets, for both algorithms", () => {
-  for (const algorithm of ALGORITHMS) {
-    const key = randomBytes(32);
-    const header = byteRange(1, 12);
-    const plaintext = byteRange(0, 255);
-    const datagram = new Uint8Array(8 + plaintext.length + TAG_BYTES);
-    const written = createAead(key, algorithm).seal(MAX_COUNTER, header, plaintext, datagram, 8);
-    assert.equal(written, plaintext.length + TAG_BYTES);
-    const out = new Uint8Array(3 + plaintext.length);
-    const read = createAead(key, algorithm).open(
-      MAX_COUNTER,
-      header,
-      datagram.subarray(8),
-      out,
-      3,
-    );
-    assert.equal(read, plaintext.length, algorithm);
-    assert.deepEqual(out.subarray(3), plaintext, algorithm);
-  }
-});
-
-Deno.test("seal and open handle an empty plaintext", () => {
-  for (const algorithm of ALGORITHMS) {
-    const key = randomBytes(32), header = byteRange(1, 4);
-    const sealed = new Uint8Array(TAG_BYTES);
-    assert.equal(createAead(key, algorithm).seal(0, header, new Uint8Array(0), sealed, 0), 16);
-    assert.equal(createAead(key, algorithm).open(0, header, sealed, new Uint8Array(0), 0), 0);
-  }
-});
-
-Deno.test("seal and open work in place, with header, payload and tag in one buffer", () => {
-  for (const algorithm of ALGORITHMS) {
-    const key = randomBytes(32);
-    const headerBytes = 12, payload = byteRange(0, 199);
-    const packet = new Uint8Array(headerBytes + payload.length + TAG_BYTES);
-    packet.set(byteRange(50, 61), 0);
-    packet.set(payload, headerBytes);
-    const header = packet.subarray(0, headerBytes);
-    const body = packet.subarray(headerBytes);
-
-    createAead(key, algorithm).seal(
-      9,
-      header,
-      body.subarray(0, payload.length),
-      packet,
-      headerBytes,
-    );
-    assert.notDeepEqual(body.subarray(0, payload.length), payload);
-
-    const read = createAead(key, algorithm).open(9, header, body, packet, headerBytes);
-    assert.equal(read, payload.length, algorithm);
-    assert.deepEqual(packet.subarray(headerBytes, headerBytes + payload.length), payload);
-  }
-});
-
-Deno.test("open rejects a flipped bit in the ciphertext", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (const bit of [0, 7, 100, (sealed.length - TAG_BYTES) * 8 - 1]) {
-      const forged = sealed.slice();
-      forged[bit >> 3] ^= 1 << (bit & 7);
-      const out = new Uint8Array(sealed.length);
-      assert.equal(aead.open(counter, header, forged, out, 0), -1, `${algorithm} bit ${bit}`);
-    }
-  }
-});
-
-Deno.test("open rejects a flipped bit in the tag", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (let bit = (sealed.length - TAG_BYTES) * 8; bit < sealed.length * 8; bit += 9) {
-      const forged = sealed.slice();
-      forged[bit >> 3] ^= 1 << (bit & 7);
-      const out = new Uint8Array(sealed.length);
-      assert.equal(aead.open(counter, header, forged, out, 0), -1, `${algorithm} bit ${bit}`);
-    }
-  }
-});
-
-Deno.test("open rejects a flipped bit in the associated data", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (let bit = 0; bit < header.length * 8; bit += 5) {
-      const forgedHeader = header.slice();
-      forgedHeader[bit >> 3] ^= 1 << (bit & 7);
-      const out = new Uint8Array(sealed.length);
-      assert.equal(aead.open(counter, forgedHeader, sealed, out, 0), -1, `${algorithm} bit ${bit}`);
-    }
-    const out = new Uint8Array(sealed.length);
-    assert.equal(aead.open(counter, header.subarray(1), sealed, out, 0), -1, "shortened header");
-  }
-});
-
-Deno.test("open rejects the right datagram under the wrong counter", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (const wrongCounter of [counter + 1, counter - 1, counter + 2 ** 32, 0]) {
-      const out = new Uint8Array(sealed.length);
-      assert.equal(aead.open(wrongCounter, header, sealed, out, 0), -1, `${wrongCounter}`);
-    }
-  }
-});
-
-Deno.test("open rejects the right datagram under another key", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { counter, header, sealed } = sealedFixture(algorithm);
-    const other = createAead(byteRange(2, 33), algorithm);
-    assert.equal(other.open(counter, header, sealed, new Uint8Array(sealed.length), 0), -1);
-  }
-});
-
-Deno.test("open rejects input shorter than the tag (0 to 15 bytes)", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (let length = 0; length < TAG_BYTES; length++) {
-      const out = new Uint8Array(64);
-      assert.equal(aead.open(counter, header, sealed.subarray(0, length), out, 0), -1, `${length}`);
-      assert.equal(
-        aead.open(counter, header, sealed.subarray(sealed.length - length), out, 0),
-        -1,
-        `tail ${length}`,
+for (const { label, make } of AEAD_MAKERS) {
+  Deno.test(`${label}: open recovers what seal wrote, at offsets, for both algorithms`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const key = randomBytes(32);
+      const header = byteRange(1, 12);
+      const plaintext = byteRange(0, 255);
+      const datagram = new Uint8Array(8 + plaintext.length + TAG_BYTES);
+      const written = make(key, algorithm).seal(MAX_COUNTER, header, plaintext, datagram, 8);
+      assert.equal(written, plaintext.length + TAG_BYTES);
+      const out = new Uint8Array(3 + plaintext.length);
+      const read = make(key, algorithm).open(
+        MAX_COUNTER,
+        header,
+        datagram.subarray(8),
+        out,
+        3,
       );
+      assert.equal(read, plaintext.length, algorithm);
+      assert.deepEqual(out.subarray(3), plaintext, algorithm);
     }
-  }
-});
+  });
 
-Deno.test("open rejects a datagram truncated anywhere", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    for (let length = TAG_BYTES; length < sealed.length; length++) {
-      const out = new Uint8Array(sealed.length);
-      assert.equal(aead.open(counter, header, sealed.subarray(0, length), out, 0), -1, `${length}`);
+  Deno.test(`${label}: seal and open handle an empty plaintext`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const key = randomBytes(32), header = byteRange(1, 4);
+      const sealed = new Uint8Array(TAG_BYTES);
+      assert.equal(make(key, algorithm).seal(0, header, new Uint8Array(0), sealed, 0), 16);
+      assert.equal(make(key, algorithm).open(0, header, sealed, new Uint8Array(0), 0), 0);
     }
-  }
-});
+  });
 
-Deno.test("open leaves out untouched when authentication fails", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, sealed } = sealedFixture(algorithm);
-    const forged = sealed.slice();
-    forged[sealed.length - 1] ^= 0x80;
-    const out = new Uint8Array(sealed.length).fill(0xaa);
-    assert.equal(aead.open(counter, header, forged, out, 0), -1);
-    assert.deepEqual(out, new Uint8Array(sealed.length).fill(0xaa), algorithm);
-  }
-});
+  Deno.test(`${label}: seal and open work in place, with header, payload and tag in one buffer`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const key = randomBytes(32);
+      const headerBytes = 12, payload = byteRange(0, 199);
+      const packet = new Uint8Array(headerBytes + payload.length + TAG_BYTES);
+      packet.set(byteRange(50, 61), 0);
+      packet.set(payload, headerBytes);
+      const header = packet.subarray(0, headerBytes);
+      const body = packet.subarray(headerBytes);
 
-Deno.test("open returns -1 when out has no room for the plaintext", () => {
-  for (const algorithm of ALGORITHMS) {
-    const { aead, counter, header, plaintext, sealed } = sealedFixture(algorithm);
-    const out = new Uint8Array(plaintext.length);
-    assert.equal(aead.open(counter, header, sealed, out, 1), -1);
-    assert.equal(aead.open(counter, header, sealed, out, -1), -1);
-    assert.equal(aead.open(counter, header, sealed, out, 0), plaintext.length);
-  }
-});
+      make(key, algorithm).seal(
+        9,
+        header,
+        body.subarray(0, payload.length),
+        packet,
+        headerBytes,
+      );
+      assert.notDeepEqual(body.subarray(0, payload.length), payload);
 
-Deno.test("open returns -1 for a counter that is not an integer 0..2^53-1", () => {
-  const { aead, header, sealed } = sealedFixture(DEFAULT_AEAD);
-  for (const counter of [-1, 0.5, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY]) {
-    assert.equal(aead.open(counter, header, sealed, new Uint8Array(64), 0), -1, `${counter}`);
-  }
-});
+      const read = make(key, algorithm).open(9, header, body, packet, headerBytes);
+      assert.equal(read, payload.length, algorithm);
+      assert.deepEqual(packet.subarray(headerBytes, headerBytes + payload.length), payload);
+    }
+  });
 
-Deno.test("seal throws RangeError for a bad counter or an out buffer too small", () => {
-  const aead = createAead(new Uint8Array(32));
-  const plaintext = new Uint8Array(10), header = new Uint8Array(4);
-  for (const counter of [-1, 0.5, 2 ** 53, Number.NaN]) {
-    assert.throws(() => aead.seal(counter, header, plaintext, new Uint8Array(26), 0), RangeError);
-  }
-  assert.throws(() => aead.seal(0, header, plaintext, new Uint8Array(25), 0), RangeError);
-  assert.throws(() => aead.seal(0, header, plaintext, new Uint8Array(26), 1), RangeError);
-});
-
-Deno.test("createAead rejects a key that is not 32 bytes", () => {
-  assert.throws(() => createAead(new Uint8Array(16)), RangeError);
-});
-
-Deno.test("createAead copies the key, so later changes to the caller's bytes do not matter", () => {
-  const key = byteRange(1, 32);
-  const aead = createAead(key);
-  const sealed = new Uint8Array(TAG_BYTES + 3);
-  aead.seal(1, new Uint8Array(0), fromHex("010203"), sealed, 0);
-  key.fill(0);
-  const out = new Uint8Array(3);
-  assert.equal(createAead(byteRange(1, 32)).open(1, new Uint8Array(0), sealed, out, 0), 3);
-  assert.equal(aead.open(1, new Uint8Array(0), sealed, out, 0), 3);
-});
-
-Deno.test("open never throws and returns -1 on 10 000 random byte strings", () => {
-  const seed = 0x5eed_c0de;
-  const random = seededRandom(seed);
-  const randomBuffer = (length: number) => {
-    const bytes = new Uint8Array(length);
-    for (let index = 0; index < length; index++) bytes[index] = random.below(256);
-    return bytes;
-  };
-  for (const algorithm of ALGORITHMS) {
-    const aead = createAead(randomBuffer(32), algorithm);
-    const out = new Uint8Array(2048);
-    for (let trial = 0; trial < 10_000; trial++) {
-      const sealed = randomBuffer(random.below(100));
-      const header = randomBuffer(random.below(24));
-      const counter = random.below(2 ** 32) * 2 ** 21 + random.below(2 ** 21);
-      let result: number;
-      try {
-        result = aead.open(counter, header, sealed, out, random.below(out.length));
-      } catch (error) {
-        assert.fail(`seed ${seed}, ${algorithm}, trial ${trial}: open threw ${error}`);
+  Deno.test(`${label}: open rejects a flipped bit in the ciphertext`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (const bit of [0, 7, 100, (sealed.length - TAG_BYTES) * 8 - 1]) {
+        const forged = sealed.slice();
+        forged[bit >> 3] ^= 1 << (bit & 7);
+        const out = new Uint8Array(sealed.length);
+        assert.equal(aead.open(counter, header, forged, out, 0), -1, `${algorithm} bit ${bit}`);
       }
-      assert.equal(result, -1, `seed ${seed}, ${algorithm}, trial ${trial}`);
     }
-  }
-});
+  });
+
+  Deno.test(`${label}: open rejects a flipped bit in the tag`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (let bit = (sealed.length - TAG_BYTES) * 8; bit < sealed.length * 8; bit += 9) {
+        const forged = sealed.slice();
+        forged[bit >> 3] ^= 1 << (bit & 7);
+        const out = new Uint8Array(sealed.length);
+        assert.equal(aead.open(counter, header, forged, out, 0), -1, `${algorithm} bit ${bit}`);
+      }
+    }
+  });
+
+  Deno.test(`${label}: open rejects a flipped bit in the associated data`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (let bit = 0; bit < header.length * 8; bit += 5) {
+        const forgedHeader = header.slice();
+        forgedHeader[bit >> 3] ^= 1 << (bit & 7);
+        const out = new Uint8Array(sealed.length);
+        assert.equal(
+          aead.open(counter, forgedHeader, sealed, out, 0),
+          -1,
+          `${algorithm} bit ${bit}`,
+        );
+      }
+      const out = new Uint8Array(sealed.length);
+      assert.equal(aead.open(counter, header.subarray(1), sealed, out, 0), -1, "shortened header");
+    }
+  });
+
+  Deno.test(`${label}: open rejects the right datagram under the wrong counter`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (const wrongCounter of [counter + 1, counter - 1, counter + 2 ** 32, 0]) {
+        const out = new Uint8Array(sealed.length);
+        assert.equal(aead.open(wrongCounter, header, sealed, out, 0), -1, `${wrongCounter}`);
+      }
+    }
+  });
+
+  Deno.test(`${label}: open rejects the right datagram under another key`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { counter, header, sealed } = sealedFixture(make, algorithm);
+      const other = make(byteRange(2, 33), algorithm);
+      assert.equal(other.open(counter, header, sealed, new Uint8Array(sealed.length), 0), -1);
+    }
+  });
+
+  Deno.test(`${label}: open rejects input shorter than the tag (0 to 15 bytes)`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (let length = 0; length < TAG_BYTES; length++) {
+        const out = new Uint8Array(64);
+        assert.equal(
+          aead.open(counter, header, sealed.subarray(0, length), out, 0),
+          -1,
+          `${length}`,
+        );
+        assert.equal(
+          aead.open(counter, header, sealed.subarray(sealed.length - length), out, 0),
+          -1,
+          `tail ${length}`,
+        );
+      }
+    }
+  });
+
+  Deno.test(`${label}: open rejects a datagram truncated anywhere`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      for (let length = TAG_BYTES; length < sealed.length; length++) {
+        const out = new Uint8Array(sealed.length);
+        assert.equal(
+          aead.open(counter, header, sealed.subarray(0, length), out, 0),
+          -1,
+          `${length}`,
+        );
+      }
+    }
+  });
+
+  Deno.test(`${label}: open leaves out untouched when authentication fails`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, sealed } = sealedFixture(make, algorithm);
+      const forged = sealed.slice();
+      forged[sealed.length - 1] ^= 0x80;
+      const out = new Uint8Array(sealed.length).fill(0xaa);
+      assert.equal(aead.open(counter, header, forged, out, 0), -1);
+      assert.deepEqual(out, new Uint8Array(sealed.length).fill(0xaa), algorithm);
+    }
+  });
+
+  Deno.test(`${label}: open returns -1 when out has no room for the plaintext`, () => {
+    for (const algorithm of ALGORITHMS) {
+      const { aead, counter, header, plaintext, sealed } = sealedFixture(make, algorithm);
+      const out = new Uint8Array(plaintext.length);
+      assert.equal(aead.open(counter, header, sealed, out, 1), -1);
+      assert.equal(aead.open(counter, header, sealed, out, -1), -1);
+      assert.equal(aead.open(counter, header, sealed, out, 0), plaintext.length);
+    }
+  });
+
+  Deno.test(`${label}: open returns -1 for a counter that is not an integer 0..2^53-1`, () => {
+    const { aead, header, sealed } = sealedFixture(make, DEFAULT_AEAD);
+    for (const counter of [-1, 0.5, 2 ** 53, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.equal(aead.open(counter, header, sealed, new Uint8Array(64), 0), -1, `${counter}`);
+    }
+  });
+
+  Deno.test(`${label}: seal throws RangeError for a bad counter or an out buffer too small`, () => {
+    const aead = make(new Uint8Array(32));
+    const plaintext = new Uint8Array(10), header = new Uint8Array(4);
+    for (const counter of [-1, 0.5, 2 ** 53, Number.NaN]) {
+      assert.throws(() => aead.seal(counter, header, plaintext, new Uint8Array(26), 0), RangeError);
+    }
+    assert.throws(() => aead.seal(0, header, plaintext, new Uint8Array(25), 0), RangeError);
+    assert.throws(() => aead.seal(0, header, plaintext, new Uint8Array(26), 1), RangeError);
+  });
+
+  Deno.test(`${label}: rejects a key that is not 32 bytes`, () => {
+    assert.throws(() => make(new Uint8Array(16)), RangeError);
+  });
+
+  Deno.test(`${label}: copies the key, so later changes to the caller's bytes do not matter`, () => {
+    const key = byteRange(1, 32);
+    const aead = make(key);
+    const sealed = new Uint8Array(TAG_BYTES + 3);
+    aead.seal(1, new Uint8Array(0), fromHex("010203"), sealed, 0);
+    key.fill(0);
+    const out = new Uint8Array(3);
+    assert.equal(make(byteRange(1, 32)).open(1, new Uint8Array(0), sealed, out, 0), 3);
+    assert.equal(aead.open(1, new Uint8Array(0), sealed, out, 0), 3);
+  });
+
+  Deno.test(`${label}: open never throws and returns -1 on 10 000 random byte strings`, () => {
+    const seed = 0x5eed_c0de;
+    const random = seededRandom(seed);
+    const randomBuffer = (length: number) => {
+      const bytes = new Uint8Array(length);
+      for (let index = 0; index < length; index++) bytes[index] = random.below(256);
+      return bytes;
+    };
+    for (const algorithm of ALGORITHMS) {
+      const aead = make(randomBuffer(32), algorithm);
+      const out = new Uint8Array(2048);
+      for (let trial = 0; trial < 10_000; trial++) {
+        const sealed = randomBuffer(random.below(100));
+        const header = randomBuffer(random.below(24));
+        const counter = random.below(2 ** 32) * 2 ** 21 + random.below(2 ** 21);
+        let result: number;
+        try {
+          result = aead.open(counter, header, sealed, out, random.below(out.length));
+        } catch (error) {
+          assert.fail(`seed ${seed}, ${algorithm}, trial ${trial}: open threw ${error}`);
+        }
+        assert.equal(result, -1, `seed ${seed}, ${algorithm}, trial ${trial}`);
+      }
+    }
+  });
+}

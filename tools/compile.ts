@@ -50,7 +50,7 @@ export const RELEASE_PROGRAMS: readonly ReleaseProgram[] = [
     permissions: [
       "--allow-net",
       "--allow-read",
-      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO",
+      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO,MPTUNNEL_CRYPTO",
       "--allow-sys=networkInterfaces",
       "--allow-ffi",
     ],
@@ -61,7 +61,7 @@ export const RELEASE_PROGRAMS: readonly ReleaseProgram[] = [
     permissions: [
       "--allow-net",
       "--allow-read",
-      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO",
+      "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO,MPTUNNEL_CRYPTO",
       "--allow-ffi",
     ],
   },

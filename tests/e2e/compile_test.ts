@@ -204,8 +204,8 @@ Deno.test("each program is compiled with its task's permissions, type checked, f
   for (const program of [client, server]) {
     const args = compileArguments(program, "aarch64-apple-darwin", "out/x");
     const env = program.name === "mpclient"
-      ? "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO"
-      : "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO";
+      ? "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_SOCKS5_USER,MPTUNNEL_SOCKS5_PASSWORD,MPTUNNEL_IO,MPTUNNEL_CRYPTO"
+      : "--allow-env=MPTUNNEL_SECRET,MPTUNNEL_IO,MPTUNNEL_CRYPTO";
     for (const flag of ["--allow-net", "--allow-read", env]) {
       assert.ok(args.includes(flag), `${program.name}: ${flag}`);
     }

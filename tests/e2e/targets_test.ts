@@ -18,7 +18,6 @@ import { formatStreamReport, runTrafficStream, runUdpEcho } from "../../lib/traf
 import { bindUdp, type DatagramTransport } from "../../lib/udp.ts";
 import {
   commandExists,
-  delay,
   denoScript,
   freeUdpPorts,
   type ProcessHandle,

@@ -30,6 +30,7 @@ import {
   loadClientConfigFile,
 } from "./lib/config.ts";
 import { programLogger, setUpLogging } from "./lib/logging.ts";
+import { fastPathFields } from "./lib/fast_paths.ts";
 import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
 import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
 import { type ClientStatus, clientStatus } from "./lib/status.ts";
@@ -282,6 +283,7 @@ export async function main(args: readonly string[]): Promise<void> {
     paths: driver.core.paths.map((path) => path.label).join(","),
     session: formatSessionId(driver.core.sessionId),
     secret: secret?.source ?? "none",
+    ...fastPathFields(secret !== undefined),
   });
   if (!secret) {
     logger.warning(

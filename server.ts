@@ -22,6 +22,7 @@ import {
 } from "./lib/config.ts";
 import type { Logger } from "./lib/log.ts";
 import { programLogger, setUpLogging } from "./lib/logging.ts";
+import { fastPathFields } from "./lib/fast_paths.ts";
 import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
 import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
 import { describeListeners, ServerDriver } from "./lib/server_driver.ts";
@@ -198,6 +199,7 @@ export async function main(args: readonly string[]): Promise<void> {
     ...(config.targets.size > 0 ? { targets: [...config.targets.keys()].join(",") } : {}),
     ...(config.allow.length > 0 ? { allowRules: config.allow.length } : {}),
     secret: secret?.source ?? "none",
+    ...fastPathFields(secret !== undefined),
   });
   if (!secret) {
     logger.warning(

@@ -5,9 +5,11 @@
  * datagram once and nothing else, the stream must not stall, and the server's memory must stay flat.
  */
 import assert from "node:assert/strict";
+import { opensslAeadUnavailable } from "../../lib/aead_openssl.ts";
 import { generateSecret } from "../../lib/secret.ts";
 import { runTrafficSink, runTrafficStream } from "../../lib/traffic.ts";
 import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
+import { batchedUdpUnavailable } from "../../lib/udp_batch.ts";
 import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";
@@ -78,7 +80,12 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
       secretFile,
     ]);
     processes.push(server);
-    await server.waitForLine(/mpserver .* started/);
+    const [startLine] = await server.waitForLine(/mpserver .* started.*/);
+    // The start line says which fast paths run; here (Linux, --allow-all) both should.
+    const cipher = opensslAeadUnavailable() === undefined ? "openssl" : "node";
+    assert.match(startLine, new RegExp(` cipher=chacha20-poly1305/${cipher}\\b`));
+    const io = batchedUdpUnavailable() === undefined ? "batched" : "deno";
+    assert.match(startLine, new RegExp(` io=${io}\\b`));
     const bridge = denoScript("bridge.ts", [String(bridgePort), LOCALHOST, String(serverPort)]);
     processes.push(bridge);
     relay = recordingRelay(serverPort);

@@ -2,7 +2,7 @@
  * `deno task bench`: how fast mptunnel carries datagrams, measured on loopback in one run as ratios
  * to a plain relay measured in the same run, so that a busy machine cannot fool it.
  *
- *     deno task bench              # the full matrix, about 6 minutes on 2 cores
+ *     deno task bench              # the full matrix, about 10 minutes on 2 cores
  *     deno task bench --quick      # fewer configurations, shorter steps: about a minute
  *
  * Every program under test is a process of its own: mpclient and mpserver (paths straight to
@@ -1212,7 +1212,7 @@ Measures mpclient + mpserver against a plain relay on loopback, in one run, and 
 goodput, latency and CPU, the ratios the targets are stated in, and mpserver's memory per session.
 Results also go to bench/results/latest.json.
 
-  --quick    fewer configurations and shorter steps (about a minute instead of about seven)`;
+  --quick    fewer configurations and shorter steps (about a minute instead of about ten)`;
 
 async function run(plan: Plan): Promise<BenchReport> {
   // The plain configurations must not inherit a secret from the caller's environment.

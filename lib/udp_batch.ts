@@ -12,11 +12,15 @@
  * left running. The socket's descriptor is found once, at bind, by asking `getsockname` of the
  * descriptors in use for the address Deno reports.
  *
- * Receiving: the first datagram of a batch goes straight into the caller's buffer (no copy, any
- * size); the rest wait in small slots of this socket ({@link SLOT_BYTES} each) and are copied into
- * the caller's buffer by the next `receive` calls. A datagram too long for a slot is lost (counted
- * in `truncatedDatagrams`), and the socket then takes one datagram per call, into the caller's
- * buffer, from then on. The slot area starts at 8 slots and doubles whenever a batch fills it.
+ * Receiving: the first datagram of a batch goes straight into the caller's buffer (no copy); the
+ * rest wait in slots of this socket and are copied into the caller's buffer by the next `receive`
+ * calls. Every slot has room for the largest UDP datagram ({@link SLOT_BYTES}), so a datagram of any
+ * size may arrive anywhere in a burst. That costs little memory because the slot area is mapped
+ * with `mmap` and the kernel gives it pages only where datagrams are written: a small datagram
+ * touches one page of its slot, and after a datagram longer than 8 KiB the rest of its slot is
+ * given back (`madvise(MADV_DONTNEED)`), so a socket keeps at most 8 KiB per slot. The slot area
+ * starts at 8 slots and doubles, up to {@link BATCH_DATAGRAMS}, whenever a batch fills it; it is
+ * unmapped when the socket closes (or, for one left open, when it is garbage-collected).
  *
  * Sending: `send` queues the datagram (its bytes are read by the kernel when the queue is flushed,
  * so the buffer must stay unchanged until the promise settles, as with Deno's own socket); the queue
@@ -36,8 +40,8 @@ import type { DatagramTransport, UdpAddress } from "./udp.ts";
 
 /** The most datagrams one `recvmmsg` or `sendmmsg` call moves. */
 export const BATCH_DATAGRAMS = 64;
-/** Room for each datagram received after the first of a batch. */
-export const SLOT_BYTES = 2048;
+/** Room for each datagram received after the first of a batch: the largest UDP datagram fits. */
+export const SLOT_BYTES = 65536;
 /** `SO_RCVBUF` and `SO_SNDBUF` asked for (the kernel doubles it, capped by `net.core.*mem_max`). */
 export const SOCKET_BUFFER_BYTES = 4 << 20;
 /** Sender addresses remembered per socket; the cache starts over when it is full. */
@@ -56,6 +60,20 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const MSG_DONTWAIT = 0x40;
 const MSG_TRUNC = 0x20;
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_PRIVATE = 2;
+const MAP_ANONYMOUS = 0x20;
+const MAP_NORESERVE = 0x4000;
+const MADV_DONTNEED = 4;
+/** The page size the slots are given back in; 4 KiB on the architectures this layer runs on. */
+const PAGE_BYTES = 4096;
+/**
+ * What each slot keeps of the memory a datagram touched: the pages of a longer one are given back
+ * (a system call, and page faults when the slot is written again), so this is 8 KiB — DNS answers
+ * and ordinary jumbo datagrams pay nothing, and a socket keeps at most 64 × 8 KiB.
+ */
+const KEPT_SLOT_BYTES = 2 * PAGE_BYTES;
 const EINTR = 4;
 const EBADF = 9;
 const EAGAIN = 11;
@@ -76,6 +94,9 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
@@ -304,17 +325,67 @@ class MessageVector {
   }
 }
 
-/** The receive vector: message 0 into the caller's buffer, the rest into slots. */
+/** A mapping of slot memory: where it starts and how long it is, for `munmap`. */
+interface SlotMapping {
+  base: bigint;
+  readonly lengthBytes: number;
+}
+
+function unmapSlots(mapping: SlotMapping): void {
+  if (mapping.base === 0n) return;
+  libc!.munmap(Deno.UnsafePointer.create(mapping.base), BigInt(mapping.lengthBytes));
+  mapping.base = 0n;
+}
+
+/** Unmaps the slot memory of receive vectors that were dropped without being freed. */
+const slotFinalizer = new FinalizationRegistry<SlotMapping>(unmapSlots);
+
+/**
+ * The receive vector: message 0 into the caller's buffer, the rest into slots of {@link SLOT_BYTES}
+ * in memory of its own mapping (see the module's comment). Call {@link free} when done with it.
+ */
 class ReceiveVector extends MessageVector {
+  /** The slot area; unusable after {@link free}. */
   readonly slots: Uint8Array;
+  readonly #mapping: SlotMapping;
 
   constructor(capacity: number) {
     super(capacity);
-    this.slots = new Uint8Array(capacity * SLOT_BYTES);
-    const slotBase = addressOf(this.slots);
-    for (let index = 1; index < capacity; index++) {
-      this.setIovec(index, slotBase + BigInt(index * SLOT_BYTES), SLOT_BYTES);
+    const lengthBytes = capacity * SLOT_BYTES;
+    const pointer = libc!.mmap(
+      null,
+      BigInt(lengthBytes),
+      PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+      -1,
+      0n,
+    );
+    const base = BigInt(Deno.UnsafePointer.value(pointer));
+    if (pointer === null || base === 0xffff_ffff_ffff_ffffn) {
+      throw new Error("mmap of the receive slots failed (out of memory?)");
     }
+    this.#mapping = { base, lengthBytes };
+    slotFinalizer.register(this, this.#mapping, this.#mapping);
+    this.slots = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer!, lengthBytes));
+    for (let index = 1; index < capacity; index++) {
+      this.setIovec(index, base + BigInt(index * SLOT_BYTES), SLOT_BYTES);
+    }
+  }
+
+  /** Gives back the pages of slot `index` past {@link KEPT_SLOT_BYTES}, after a long datagram. */
+  release(index: number): void {
+    const from = this.#mapping.base + BigInt(index * SLOT_BYTES + KEPT_SLOT_BYTES);
+    libc!.madvise(
+      Deno.UnsafePointer.create(from),
+      BigInt(SLOT_BYTES - KEPT_SLOT_BYTES),
+      MADV_DONTNEED,
+    );
+  }
+
+  /** Unmaps the slot area; the vector must not be used again. */
+  free(): void {
+    slotFinalizer.unregister(this.#mapping);
+    unmapSlots(this.#mapping);
   }
 }
 
@@ -372,7 +443,7 @@ function findSocketFd(symbols: Libc, address: UdpAddress, family: number): numbe
 export class BatchedUdpSocket implements DatagramTransport {
   readonly fd: number;
   readonly localAddress: UdpAddress;
-  /** Datagrams lost because they were longer than a slot (see the module's comment). */
+  /** Datagrams cut short by the kernel (longer than a slot: cannot happen with UDP's limits). */
   truncatedDatagrams = 0;
   readonly #conn: Deno.DatagramConn;
   readonly #libc: Libc;
@@ -380,8 +451,6 @@ export class BatchedUdpSocket implements DatagramTransport {
   #receiveVector = new ReceiveVector(INITIAL_SLOTS);
   /** The vector the current batch lives in, while a larger one waits for the next batch. */
   #pendingVector: ReceiveVector | undefined;
-  /** At most one datagram per `recvmmsg` after a datagram was too long for a slot. */
-  #oneAtATime = false;
   /** Received datagrams not handed out yet: indexes `#nextIndex` to `#receivedCount - 1`. */
   #receivedCount = 0;
   #nextIndex = 0;
@@ -460,6 +529,10 @@ export class BatchedUdpSocket implements DatagramTransport {
     for (const queued of this.#queued.splice(0)) {
       queued.reject(new Deno.errors.BadResource("socket closed"));
     }
+    this.#receiveVector.free();
+    this.#pendingVector?.free();
+    this.#pendingVector = undefined;
+    this.#receivedCount = this.#nextIndex = 0;
     try {
       this.#conn.close();
     } catch (error) {
@@ -496,7 +569,7 @@ export class BatchedUdpSocket implements DatagramTransport {
       this.#lastBufferBase = addressOf(buffer);
     }
     vector.setIovec(0, this.#lastBufferBase, buffer.byteLength);
-    const capacity = this.#oneAtATime ? 1 : vector.capacity;
+    const capacity = vector.capacity;
     for (let index = 0; index < capacity; index++) vector.setNameLength(index, SOCKADDR_BYTES);
     let count: number;
     do {
@@ -507,7 +580,7 @@ export class BatchedUdpSocket implements DatagramTransport {
     if (count < 0) return 0;
     this.#receivedCount = count;
     this.#nextIndex = 0;
-    if (count === capacity && capacity < BATCH_DATAGRAMS && !this.#oneAtATime) {
+    if (count === capacity && capacity < BATCH_DATAGRAMS) {
       this.#receiveVector = new ReceiveVector(capacity * 2); // after the slots are handed out
       this.#pendingVector = vector;
     }
@@ -516,26 +589,32 @@ export class BatchedUdpSocket implements DatagramTransport {
 
   /**
    * Hands out the next received datagram, copied into `buffer` unless it is already there;
-   * undefined when it was too long for its slot (it is lost).
+   * undefined when the kernel cut it short (counted; UDP's limits make that impossible).
    */
   #take(buffer: Uint8Array): [Uint8Array, UdpAddress] | undefined {
-    const vector = this.#pendingVector ?? this.#receiveVector;
+    const pending = this.#pendingVector;
+    const vector = pending ?? this.#receiveVector;
     const index = this.#nextIndex++;
-    if (this.#nextIndex >= this.#receivedCount) this.#pendingVector = undefined;
-    let length = vector.length(index);
-    if (index > 0) {
-      if ((vector.flags(index) & MSG_TRUNC) !== 0) {
-        this.truncatedDatagrams++;
-        this.#oneAtATime = true;
-        return undefined;
-      }
-      length = Math.min(length, SLOT_BYTES, buffer.byteLength);
-      const start = index * SLOT_BYTES;
-      buffer.set(vector.slots.subarray(start, start + length));
+    let taken: [Uint8Array, UdpAddress] | undefined;
+    if (index > 0 && (vector.flags(index) & MSG_TRUNC) !== 0) {
+      this.truncatedDatagrams++;
     } else {
-      length = Math.min(length, buffer.byteLength);
+      const datagramBytes = vector.length(index);
+      // A caller's buffer shorter than the datagram gets its start, as with Deno's own receive.
+      const length = Math.min(datagramBytes, buffer.byteLength);
+      if (index > 0) {
+        const start = index * SLOT_BYTES;
+        buffer.set(vector.slots.subarray(start, start + length));
+        if (datagramBytes > KEPT_SLOT_BYTES) vector.release(index);
+      }
+      taken = [buffer.subarray(0, length), this.#sender(vector.names, index * SOCKADDR_BYTES)];
     }
-    return [buffer.subarray(0, length), this.#sender(vector.names, index * SOCKADDR_BYTES)];
+    if (pending !== undefined && this.#nextIndex >= this.#receivedCount) {
+      // The batch held in the smaller vector is handed out: its slots are done with.
+      this.#pendingVector = undefined;
+      pending.free();
+    }
+    return taken;
   }
 
   /** The address object of the sender whose `sockaddr` is at `names[offset]`, made once per peer. */

@@ -106,7 +106,8 @@ const SYMBOLS = {
   },
 } as const;
 
-type Libcrypto = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The libcrypto functions this module calls. */
+export type Libcrypto = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 type Context = NonNullable<Deno.PointerValue>;
 
 let libcrypto: Libcrypto | undefined;
@@ -212,8 +213,12 @@ export class OpensslAead implements Aead {
   readonly #cipher: Context;
   readonly #symbols: Libcrypto;
   readonly #contexts: NativeContexts = { seal: null, open: null };
-  /** Kept only until both contexts are keyed, then wiped. */
+  /**
+   * Kept while a direction may still need a context (a key is normally used in one direction only,
+   * so usually until {@link dispose}); wiped once both are keyed, or at dispose.
+   */
   #key: Uint8Array | undefined;
+  #disposed = false;
 
   /** Use {@link createOpensslAead}, which checks the key and that OpenSSL is there. */
   constructor(key: Uint8Array, algorithm: AeadAlgorithm, cipher: Context, symbols: Libcrypto) {
@@ -221,7 +226,20 @@ export class OpensslAead implements Aead {
     this.#key = key;
     this.#cipher = cipher;
     this.#symbols = symbols;
-    contextFinalizer.register(this, this.#contexts);
+    contextFinalizer.register(this, this.#contexts, this.#contexts);
+  }
+
+  /** See {@link Aead.dispose}: frees both native contexts now and wipes the key. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    contextFinalizer.unregister(this.#contexts);
+    const contexts = this.#contexts;
+    if (contexts.seal !== null) freeContext(this.#symbols, contexts.seal);
+    if (contexts.open !== null) freeContext(this.#symbols, contexts.open);
+    contexts.seal = contexts.open = null;
+    this.#key?.fill(0);
+    this.#key = undefined;
   }
 
   /** See {@link Aead.seal}. */
@@ -244,6 +262,7 @@ export class OpensslAead implements Aead {
     if (plaintext.length > MAX_INPUT_BYTES || associatedData.length > MAX_INPUT_BYTES) {
       throw new RangeError(`the AEAD takes at most ${MAX_INPUT_BYTES} bytes of input`);
     }
+    if (this.#disposed) throw new Error("seal with a disposed AEAD key");
     writeCounterNonce(counter);
     const context = this.#contexts.seal ?? this.#newContext(true);
     sealWithContext(
@@ -273,8 +292,16 @@ export class OpensslAead implements Aead {
     if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + plaintextBytes > out.length) {
       return -1;
     }
+    if (this.#disposed) return -1;
+    let context = this.#contexts.open;
+    if (context === null) {
+      try {
+        context = this.#newContext(false);
+      } catch {
+        return -1; // out of memory: open never throws on what it is given
+      }
+    }
     writeCounterNonce(counter);
-    const context = this.#contexts.open ?? this.#newContext(false);
     return openWithContext(
       this.#symbols,
       context,
@@ -492,7 +519,20 @@ interface KnownAnswer {
  * without touching `out` and that the context opens correctly again afterwards. Returns what went
  * wrong, or undefined; fills {@link ciphers} on success.
  */
-function selfTest(symbols: Libcrypto): string | undefined {
+/**
+ * The libcrypto in use, if one loaded and passed its self-test; for tests that check the self-test
+ * against a library that misbehaves (by wrapping these).
+ */
+export function loadedLibcrypto(): Libcrypto | undefined {
+  return libcrypto;
+}
+
+/**
+ * Checks a libcrypto against known answers (sealing and opening twice on one context, each time
+ * also under another nonce, and forgeries): undefined when it passes, else what went wrong. Run at
+ * load on each candidate library; exported for tests.
+ */
+export function selfTest(symbols: Libcrypto): string | undefined {
   const answers: KnownAnswer[] = [
     {
       algorithm: "chacha20-poly1305",
@@ -540,17 +580,31 @@ function checkKnownAnswer(
   answer: KnownAnswer,
 ): string | undefined {
   const { nonce, associatedData, plaintext, sealed } = answer;
+  // Another nonce, used between the known-answer runs: a library that kept a context's first nonce
+  // when only the nonce is set again (what every datagram does) would pass the known answer twice
+  // and then seal every datagram with one keystream. Its seal must differ, and must not open under
+  // the known nonce.
+  const otherNonce = nonce.slice();
+  otherNonce[otherNonce.length - 1] ^= 1;
   const out = new Uint8Array(sealed.length);
+  const opened = new Uint8Array(plaintext.length);
+  const open = (input: Uint8Array, withNonce = nonce) =>
+    openWithContext(symbols, openContext, withNonce, associatedData, input, opened, 0);
   for (const attempt of ["first", "second"]) {
     out.fill(0);
     sealWithContext(symbols, sealContext, nonce, associatedData, plaintext, out, 0);
     if (!equalBytes(out, sealed)) return `${attempt} seal differs from the known answer`;
-  }
-  const opened = new Uint8Array(plaintext.length);
-  const open = (input: Uint8Array) =>
-    openWithContext(symbols, openContext, nonce, associatedData, input, opened, 0);
-  if (open(sealed) !== plaintext.length || !equalBytes(opened, plaintext)) {
-    return "open does not recover the known plaintext";
+    if (open(sealed) !== plaintext.length || !equalBytes(opened, plaintext)) {
+      return `${attempt} open does not recover the known plaintext`;
+    }
+    out.fill(0);
+    sealWithContext(symbols, sealContext, otherNonce, associatedData, plaintext, out, 0);
+    if (equalBytes(out, sealed)) return "a new nonce was ignored when sealing";
+    if (open(out) !== -1) return "a datagram sealed under another nonce opened under this one";
+    if (open(out, otherNonce) !== plaintext.length || !equalBytes(opened, plaintext)) {
+      return "open under a new nonce does not recover the plaintext";
+    }
+    if (open(sealed, otherNonce) !== -1) return "a new nonce was ignored when opening";
   }
   for (const bit of [0, sealed.length * 8 - 1]) {
     const forged = sealed.slice();

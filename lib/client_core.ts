@@ -517,6 +517,7 @@ export class ClientCore {
       this.#startHandshake("rekey", nowMs, outbox);
     }
     if (this.#previous && nowMs - this.#current!.createdMs >= timing.previousKeysGraceMs) {
+      this.#previous.dispose();
       this.#previous = undefined;
     }
     const intervalMs = probeIntervalMs(this.#dataRate.perSecond(nowMs), timing.probeIntervalMs);
@@ -922,6 +923,7 @@ export class ClientCore {
       return;
     }
     const keys = result.keys;
+    this.#previous?.dispose();
     this.#previous = this.#current;
     this.#current = new KeyPhase(
       pending.keyPhase,

@@ -261,6 +261,12 @@ export interface Aead {
     out: Uint8Array,
     outOffset: number,
   ): number;
+  /**
+   * Frees what the key holds (native cipher contexts) now, rather than when it is collected, and
+   * wipes the key: for a key that is done with, e.g. a key phase that has been replaced. Later seals
+   * throw; later opens return -1. Calling it again does nothing.
+   */
+  dispose(): void;
 }
 
 /** Which library implements {@link createAead}'s keys: OpenSSL through FFI, or `node:crypto`. */
@@ -344,9 +350,16 @@ class CounterNonceAead implements Aead {
   readonly #nonce = new Uint8Array(NONCE_BYTES);
   readonly #nonceView = new DataView(this.#nonce.buffer);
 
+  #disposed = false;
+
   constructor(key: Uint8Array, algorithm: AeadAlgorithm) {
     this.#key = key;
     this.algorithm = algorithm;
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    this.#key.fill(0);
   }
 
   seal(
@@ -359,6 +372,7 @@ class CounterNonceAead implements Aead {
     if (!isValidCounter(counter)) {
       throw new RangeError(`AEAD counter must be an integer 0..${MAX_COUNTER}, got ${counter}`);
     }
+    if (this.#disposed) throw new Error("seal with a disposed AEAD key");
     this.#writeCounter(counter);
     return sealWithNonce(
       this.algorithm,
@@ -378,7 +392,7 @@ class CounterNonceAead implements Aead {
     out: Uint8Array,
     outOffset: number,
   ): number {
-    if (!isValidCounter(counter)) return -1;
+    if (!isValidCounter(counter) || this.#disposed) return -1;
     this.#writeCounter(counter);
     return openWithNonce(
       this.algorithm,

@@ -45,6 +45,12 @@ export class KeyPhase {
     if (carryOver) this.nextSendSequence = continues.nextSendSequence;
   }
 
+  /** Frees the phase's keys (see `Aead.dispose`) once nothing will seal or open under it again. */
+  dispose(): void {
+    this.sendAead?.dispose();
+    this.receiveAead?.dispose();
+  }
+
   /** True when datagrams under this phase are encrypted and authenticated. */
   get authenticated(): boolean {
     return this.sendAead !== undefined;

@@ -214,6 +214,7 @@ export class ServerSession {
     if (this.current && !next.authenticated) {
       next.nextSendSequence = Math.max(next.nextSendSequence, this.current.nextSendSequence);
     }
+    this.previous?.dispose();
     this.previous = this.current;
     this.current = next;
     this.next = undefined;
@@ -408,6 +409,7 @@ export class ServerCore {
         continue;
       }
       if (session.previous && nowMs - session.switchedKeysMs >= limits.previousKeysGraceMs) {
+        session.previous.dispose();
         session.previous = undefined;
       }
     }
@@ -1012,6 +1014,7 @@ export class ServerCore {
 
   #closeSession(session: ServerSession, why: string): void {
     this.sessions.delete(session.id);
+    for (const keyPhase of [session.previous, session.current, session.next]) keyPhase?.dispose();
     this.#timedSessions.delete(session);
     this.counters.sessionsClosed++;
     if (session.confirmed || why === "shutdown") {

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import {
   createOpensslAead,
+  type Libcrypto,
+  loadedLibcrypto,
   opensslAeadUnavailable,
   opensslLibraryPath,
   opensslLiveContexts,
+  selfTest,
 } from "../lib/aead_openssl.ts";
 import {
   type Aead,
@@ -411,6 +414,64 @@ Deno.test({
     const [peak, left] = result.stdout.split(" ").map(Number);
     assert.ok(peak >= 2, `peak ${peak}`);
     assert.equal(left, 0, `contexts left after GC: ${left} (peak ${peak})`);
+  },
+});
+
+Deno.test({
+  name: "dispose frees the native contexts at once; the key then seals nothing and opens nothing",
+  ignore,
+  fn() {
+    for (const make of [createOpensslAead, createNodeAead]) {
+      const aead = make(new Uint8Array(32).fill(9), "chacha20-poly1305");
+      const header = new Uint8Array(8), plaintext = new Uint8Array(64).fill(3);
+      const datagram = new Uint8Array(64 + TAG_BYTES), out = new Uint8Array(64);
+      aead.seal(1, header, plaintext, datagram, 0);
+      assert.equal(aead.open(1, header, datagram, out, 0), 64);
+      const before = opensslLiveContexts();
+      aead.dispose();
+      if (make === createOpensslAead) assert.equal(opensslLiveContexts(), before - 2, make.name);
+      assert.throws(() => aead.seal(2, header, plaintext, datagram, 0), /disposed/);
+      out.fill(0);
+      assert.equal(aead.open(1, header, datagram, out, 0), -1, make.name);
+      assert.ok(out.every((byte) => byte === 0));
+      aead.dispose(); // a second time does nothing
+      assert.equal(opensslLiveContexts(), before - (make === createOpensslAead ? 2 : 0));
+    }
+  },
+});
+
+/**
+ * `symbols` with a flaw: a context keeps the first nonce it was given when only the nonce is set
+ * again, as a broken or unusual libcrypto might. Every datagram would then reuse one keystream.
+ */
+function nonceStickyLibcrypto(symbols: Libcrypto): Libcrypto {
+  const firstNonce = new Map<bigint, Uint8Array>();
+  const sticky =
+    (init: Libcrypto["EVP_EncryptInit_ex"]): Libcrypto["EVP_EncryptInit_ex"] =>
+    (context, cipher, engine, key, nonce) => {
+      const id = BigInt(Deno.UnsafePointer.value(context));
+      if (cipher === null && key === null && nonce !== null) {
+        const kept = firstNonce.get(id) ?? new Uint8Array(nonce as ArrayBuffer).slice();
+        firstNonce.set(id, kept);
+        return init(context, cipher, engine, key, kept);
+      }
+      firstNonce.delete(id);
+      return init(context, cipher, engine, key, nonce);
+    };
+  return {
+    ...symbols,
+    EVP_EncryptInit_ex: sticky(symbols.EVP_EncryptInit_ex),
+    EVP_DecryptInit_ex: sticky(symbols.EVP_DecryptInit_ex),
+  };
+}
+
+Deno.test({
+  name: "the load-time self-test refuses a libcrypto that ignores a new nonce",
+  ignore,
+  fn() {
+    const symbols = loadedLibcrypto()!;
+    assert.equal(selfTest(symbols), undefined);
+    assert.match(selfTest(nonceStickyLibcrypto(symbols)) ?? "passed", /nonce/);
   },
 });
 

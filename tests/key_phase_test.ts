@@ -27,6 +27,7 @@ function countingAead(inner: Aead): Aead & { opens: number } {
     algorithm: inner.algorithm,
     opens: 0,
     seal: inner.seal.bind(inner),
+    dispose: inner.dispose.bind(inner),
     open(...args: Parameters<Aead["open"]>) {
       counting.opens++;
       return inner.open(...args);

@@ -17,8 +17,8 @@
  * calls. Every slot has room for the largest UDP datagram ({@link SLOT_BYTES}), so a datagram of any
  * size may arrive anywhere in a burst. That costs little memory because the slot area is mapped
  * with `mmap` and the kernel gives it pages only where datagrams are written: a small datagram
- * touches one page of its slot, and after a datagram longer than 8 KiB the rest of its slot is
- * given back (`madvise(MADV_DONTNEED)`), so a socket keeps at most 8 KiB per slot. The slot area
+ * touches one page of its slot, and after a datagram longer than 12 KiB the rest of its slot is
+ * given back (`madvise(MADV_DONTNEED)`), so a socket keeps at most 12 KiB per slot. The slot area
  * starts at 8 slots and doubles, up to {@link BATCH_DATAGRAMS}, whenever a batch fills it; it is
  * unmapped when the socket closes (or, for one left open, when it is garbage-collected).
  *
@@ -70,10 +70,11 @@ const MADV_DONTNEED = 4;
 const PAGE_BYTES = 4096;
 /**
  * What each slot keeps of the memory a datagram touched: the pages of a longer one are given back
- * (a system call, and page faults when the slot is written again), so this is 8 KiB — DNS answers
- * and ordinary jumbo datagrams pay nothing, and a socket keeps at most 64 × 8 KiB.
+ * (a system call, and page faults when the slot is written again), so this is 12 KiB — DNS answers
+ * and datagrams that fill a 9000-byte jumbo frame pay nothing, and a socket keeps at most 64 × 12
+ * KiB.
  */
-const KEPT_SLOT_BYTES = 2 * PAGE_BYTES;
+const KEPT_SLOT_BYTES = 3 * PAGE_BYTES;
 const EINTR = 4;
 const EBADF = 9;
 const EAGAIN = 11;
@@ -346,7 +347,7 @@ const slotFinalizer = new FinalizationRegistry<SlotMapping>(unmapSlots);
  */
 class ReceiveVector extends MessageVector {
   /** The slot area; unusable after {@link free}. */
-  readonly slots: Uint8Array;
+  readonly slots: Uint8Array<ArrayBuffer>;
   readonly #mapping: SlotMapping;
 
   constructor(capacity: number) {
@@ -374,6 +375,7 @@ class ReceiveVector extends MessageVector {
 
   /** Gives back the pages of slot `index` past {@link KEPT_SLOT_BYTES}, after a long datagram. */
   release(index: number): void {
+    if (this.#mapping.base === 0n) return;
     const from = this.#mapping.base + BigInt(index * SLOT_BYTES + KEPT_SLOT_BYTES);
     libc!.madvise(
       Deno.UnsafePointer.create(from),
@@ -386,6 +388,8 @@ class ReceiveVector extends MessageVector {
   free(): void {
     slotFinalizer.unregister(this.#mapping);
     unmapSlots(this.#mapping);
+    // Detach the view's buffer: a stray read after this finds nothing instead of unmapped memory.
+    this.slots.buffer.transfer(0);
   }
 }
 
@@ -581,8 +585,16 @@ export class BatchedUdpSocket implements DatagramTransport {
     this.#receivedCount = count;
     this.#nextIndex = 0;
     if (count === capacity && capacity < BATCH_DATAGRAMS) {
-      this.#receiveVector = new ReceiveVector(capacity * 2); // after the slots are handed out
-      this.#pendingVector = vector;
+      let larger: ReceiveVector | undefined;
+      try {
+        larger = new ReceiveVector(capacity * 2);
+      } catch {
+        // No memory for more slots: carry on with these.
+      }
+      if (larger !== undefined) {
+        this.#receiveVector = larger; // used once this batch's slots are handed out
+        this.#pendingVector = vector;
+      }
     }
     return count;
   }
@@ -716,8 +728,8 @@ export class BatchedUdpSocket implements DatagramTransport {
         for (let index = done; index < queued.length; index++) this.#sendWithDeno(queued[index]);
         break;
       }
-      // The first datagram failed (a closed port's ICMP error, too large, no route…). Deno's send
-      // of it reports the error exactly as Deno's socket would; the rest go on in a batch.
+      // The first datagram failed (too large, no route, not permitted…). Deno's send of it reports
+      // the error exactly as Deno's socket would; the rest go on in a batch.
       this.#sendWithDeno(queued[done]);
       done++;
     }

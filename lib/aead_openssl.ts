@@ -25,14 +25,15 @@
  * used.
  */
 
+import {
+  checkSealCounter,
+  isValidCounter,
+  KEY_BYTES,
+  NONCE_BYTES,
+  TAG_BYTES,
+  writeCounterNonce,
+} from "./aead_nonce.ts";
 import type { Aead, AeadAlgorithm } from "./crypto.ts";
-
-// The same values as lib/crypto.ts exports; repeated, not imported, because crypto.ts imports this
-// module and evaluates after it (its constants do not exist yet while the self-test runs).
-const KEY_BYTES = 32;
-const TAG_BYTES = 16;
-const NONCE_BYTES = 12;
-const MAX_COUNTER = Number.MAX_SAFE_INTEGER;
 
 /** OpenSSL's `EVP_CTRL_AEAD_GET_TAG` and `EVP_CTRL_AEAD_SET_TAG`. */
 const EVP_CTRL_AEAD_GET_TAG = 0x10;
@@ -250,9 +251,7 @@ export class OpensslAead implements Aead {
     out: Uint8Array,
     outOffset: number,
   ): number {
-    if (!isValidCounter(counter)) {
-      throw new RangeError(`AEAD counter must be an integer 0..${MAX_COUNTER}, got ${counter}`);
-    }
+    checkSealCounter(counter);
     const sealedBytes = plaintext.length + TAG_BYTES;
     if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + sealedBytes > out.length) {
       throw new RangeError(
@@ -263,7 +262,7 @@ export class OpensslAead implements Aead {
       throw new RangeError(`the AEAD takes at most ${MAX_INPUT_BYTES} bytes of input`);
     }
     if (this.#disposed) throw new Error("seal with a disposed AEAD key");
-    writeCounterNonce(counter);
+    writeCounterNonce(counterNonceView, counter);
     const context = this.#contexts.seal ?? this.#newContext(true);
     sealWithContext(
       this.#symbols,
@@ -301,7 +300,7 @@ export class OpensslAead implements Aead {
         return -1; // out of memory: open never throws on what it is given
       }
     }
-    writeCounterNonce(counter);
+    writeCounterNonce(counterNonceView, counter);
     return openWithContext(
       this.#symbols,
       context,
@@ -324,17 +323,6 @@ export class OpensslAead implements Aead {
     }
     return context;
   }
-}
-
-/** Writes `0x00000000 || counter as 64-bit big-endian` into {@link counterNonce}. */
-function writeCounterNonce(counter: number): void {
-  // Bytes 0..3 stay zero. `>>> 0` keeps the low 32 bits exactly for any integer below 2^53.
-  counterNonceView.setUint32(4, Math.floor(counter / 0x1_0000_0000));
-  counterNonceView.setUint32(8, counter >>> 0);
-}
-
-function isValidCounter(counter: number): boolean {
-  return Number.isInteger(counter) && counter >= 0 && counter <= MAX_COUNTER;
 }
 
 function newKeyedContext(

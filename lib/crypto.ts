@@ -73,20 +73,22 @@ import {
   randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
+import {
+  checkSealCounter,
+  isValidCounter,
+  KEY_BYTES,
+  MAX_COUNTER,
+  NONCE_BYTES,
+  TAG_BYTES,
+  writeCounterNonce,
+} from "./aead_nonce.ts";
 import { createOpensslAead, opensslAeadUnavailable } from "./aead_openssl.ts";
 
-/** Length of a symmetric key (AEAD key, HKDF output used as a key). */
-export const KEY_BYTES = 32;
-/** Length of the authentication tag the AEAD appends. */
-export const TAG_BYTES = 16;
+export { KEY_BYTES, MAX_COUNTER, NONCE_BYTES, TAG_BYTES };
 /** Length of a raw X25519 public key. */
 export const PUBLIC_KEY_BYTES = 32;
 /** Length of a truncated HMAC from {@link hmac16}. */
 export const MAC_BYTES = 16;
-/** Length of an AEAD nonce: 4 zero bytes then the 64-bit big-endian counter. */
-export const NONCE_BYTES = 12;
-/** The largest counter {@link Aead.seal} accepts (2^53 − 1, the largest exact integer in a number). */
-export const MAX_COUNTER = Number.MAX_SAFE_INTEGER;
 
 const PRIVATE_KEY_BYTES = 32;
 const SHA256_BYTES = 32;
@@ -369,11 +371,9 @@ class CounterNonceAead implements Aead {
     out: Uint8Array,
     outOffset: number,
   ): number {
-    if (!isValidCounter(counter)) {
-      throw new RangeError(`AEAD counter must be an integer 0..${MAX_COUNTER}, got ${counter}`);
-    }
+    checkSealCounter(counter);
     if (this.#disposed) throw new Error("seal with a disposed AEAD key");
-    this.#writeCounter(counter);
+    writeCounterNonce(this.#nonceView, counter);
     return sealWithNonce(
       this.algorithm,
       this.#key,
@@ -393,7 +393,7 @@ class CounterNonceAead implements Aead {
     outOffset: number,
   ): number {
     if (!isValidCounter(counter) || this.#disposed) return -1;
-    this.#writeCounter(counter);
+    writeCounterNonce(this.#nonceView, counter);
     return openWithNonce(
       this.algorithm,
       this.#key,
@@ -403,12 +403,6 @@ class CounterNonceAead implements Aead {
       out,
       outOffset,
     );
-  }
-
-  #writeCounter(counter: number): void {
-    // Bytes 0..3 stay zero. `>>> 0` keeps the low 32 bits exactly for any integer below 2^53.
-    this.#nonceView.setUint32(4, Math.floor(counter / 0x1_0000_0000));
-    this.#nonceView.setUint32(8, counter >>> 0);
   }
 }
 
@@ -494,10 +488,6 @@ function checkKeyAndNonce(key: Uint8Array, nonce: Uint8Array): void {
   if (nonce.length !== NONCE_BYTES) {
     throw new RangeError(`an AEAD nonce is ${NONCE_BYTES} bytes, got ${nonce.length}`);
   }
-}
-
-function isValidCounter(counter: number): boolean {
-  return Number.isInteger(counter) && counter >= 0 && counter <= MAX_COUNTER;
 }
 
 function rawPublicKey(publicKey: KeyObject): Uint8Array {

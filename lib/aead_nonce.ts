@@ -1,0 +1,34 @@
+/**
+ * What both AEAD implementations (`lib/crypto.ts` on `node:crypto`, `lib/aead_openssl.ts` on
+ * OpenSSL) share: the sizes, and the nonce made from a datagram's 64-bit counter. A leaf module, so
+ * that `lib/aead_openssl.ts` can use it while it loads, before `lib/crypto.ts` (which imports it)
+ * has run.
+ */
+
+/** Length of an AEAD key. */
+export const KEY_BYTES = 32;
+/** Length of the authentication tag the AEAD appends. */
+export const TAG_BYTES = 16;
+/** Length of an AEAD nonce: 4 zero bytes then the 64-bit big-endian counter. */
+export const NONCE_BYTES = 12;
+/** The largest counter a seal accepts (2^53 − 1, the largest exact integer in a number). */
+export const MAX_COUNTER = Number.MAX_SAFE_INTEGER;
+
+/** True for a counter a nonce can be made from: an integer 0..{@link MAX_COUNTER}. */
+export function isValidCounter(counter: number): boolean {
+  return Number.isInteger(counter) && counter >= 0 && counter <= MAX_COUNTER;
+}
+
+/** Throws the RangeError a seal gives for a counter {@link isValidCounter} refuses. */
+export function checkSealCounter(counter: number): void {
+  if (!isValidCounter(counter)) {
+    throw new RangeError(`AEAD counter must be an integer 0..${MAX_COUNTER}, got ${counter}`);
+  }
+}
+
+/** Writes the nonce for `counter` into the 12 bytes `nonce` views (bytes 0..3 must be zero). */
+export function writeCounterNonce(nonce: DataView, counter: number): void {
+  // `>>> 0` keeps the low 32 bits exactly for any integer below 2^53.
+  nonce.setUint32(4, Math.floor(counter / 0x1_0000_0000));
+  nonce.setUint32(8, counter >>> 0);
+}

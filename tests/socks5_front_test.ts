@@ -199,9 +199,34 @@ class Scene {
     return control;
   }
 
+  /** A started front end with one association made, and a client socket to use its relay. */
+  async associated(): Promise<{
+    front: Socks5Front;
+    control: Deno.TcpConn;
+    relay: UdpAddress;
+    client: DatagramTransport;
+  }> {
+    const front = this.start();
+    const { control, relay } = await associate(front);
+    this.own(control);
+    return { front, control, relay, client: this.udp() };
+  }
+
   async close(): Promise<void> {
     for (const close of this.#closers.reverse()) await close();
   }
+}
+
+/** A test with a {@link Scene} that is closed afterwards, whatever happens. */
+function sceneTest(name: string, body: (scene: Scene) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const scene = new Scene();
+    try {
+      await body(scene);
+    } finally {
+      await scene.close();
+    }
+  });
 }
 
 /** Receives one datagram within {@link WAIT_MS}, or fails. */
@@ -219,28 +244,20 @@ async function receiveOne(socket: DatagramTransport): Promise<[Uint8Array, UdpAd
   }
 }
 
-Deno.test("UDP ASSOCIATE answers with a relay on the listener's address", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    assert.equal(relay.hostname, LOOPBACK);
-    assert.notEqual(relay.port, 0);
-    assert.notEqual(relay.port, front.address.port);
-    await waitFor(() => front.associationCount === 1, "the association");
-  } finally {
-    await scene.close();
-  }
+sceneTest("UDP ASSOCIATE answers with a relay on the listener's address", async (scene) => {
+  const front = scene.start();
+  const { control, relay } = await associate(front);
+  scene.own(control);
+  assert.equal(relay.hostname, LOOPBACK);
+  assert.notEqual(relay.port, 0);
+  assert.notEqual(relay.port, front.address.port);
+  await waitFor(() => front.associationCount === 1, "the association");
 });
 
-Deno.test("datagrams to two destinations become two declared flows; a repeat reuses its flow", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    const client = scene.udp();
+sceneTest(
+  "datagrams to two destinations become two declared flows; a repeat reuses its flow",
+  async (scene) => {
+    const { front, relay, client } = await scene.associated();
     const dns: Socks5Address = { kind: "ipv4", host: "10.0.0.53", port: 53 };
     const game: Socks5Address = { kind: "domain", host: "game.example", port: 27015 };
     await client.send(wrapped(dns, "query 1"), relay);
@@ -259,18 +276,13 @@ Deno.test("datagrams to two destinations become two declared flows; a repeat reu
     ]);
     assert.equal(front.flowCount, 2);
     assert.equal(front.counters.toTunnel, 3);
-  } finally {
-    await scene.close();
-  }
-});
+  },
+);
 
-Deno.test("a reply goes back to the client wrapped with its flow's destination as the source", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    const client = scene.udp();
+sceneTest(
+  "a reply goes back to the client wrapped with its flow's destination as the source",
+  async (scene) => {
+    const { front, relay, client } = await scene.associated();
     const echo: Socks5Address = { kind: "ipv6", host: "2001:db8::7", port: 7 };
     const named: Socks5Address = { kind: "domain", host: "echo.example", port: 7 };
     await client.send(wrapped(echo, "ping"), relay);
@@ -292,14 +304,12 @@ Deno.test("a reply goes back to the client wrapped with its flow's destination a
     assert.deepEqual(namedDecoded.destination, named);
     assert.equal(untext.decode(namedDecoded.payload), "pong by name");
     assert.equal(front.counters.toClients, 2);
-  } finally {
-    await scene.close();
-  }
-});
+  },
+);
 
-Deno.test("datagrams from another host, or another port once the first arrived, are dropped", async () => {
-  const scene = new Scene();
-  try {
+sceneTest(
+  "datagrams from another host, or another port once the first arrived, are dropped",
+  async (scene) => {
     const front = scene.start();
     const { control, relay } = await associate(front);
     scene.own(control);
@@ -320,39 +330,29 @@ Deno.test("datagrams from another host, or another port once the first arrived, 
       "from the client",
       "the client again",
     ]);
-  } finally {
-    await scene.close();
-  }
+  },
+);
+
+sceneTest("a port announced in UDP ASSOCIATE is the only one accepted", async (scene) => {
+  const front = scene.start();
+  const client = scene.udp();
+  const stranger = scene.udp();
+  const { control, relay } = await associate(front, {
+    hint: { kind: "ipv4", host: "0.0.0.0", port: client.localAddress.port },
+  });
+  scene.own(control);
+  const destination: Socks5Address = { kind: "ipv4", host: "192.0.2.1", port: 9 };
+  await stranger.send(wrapped(destination, "first, but from the wrong port"), relay);
+  await waitFor(() => front.counters.drops["foreign-source"] === 1, "the stranger dropped");
+  await client.send(wrapped(destination, "announced"), relay);
+  await waitFor(() => scene.tunnel.sent.length === 1, "the announced port's datagram");
+  assert.equal(scene.tunnel.sent[0].payload, "announced");
 });
 
-Deno.test("a port announced in UDP ASSOCIATE is the only one accepted", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const client = scene.udp();
-    const stranger = scene.udp();
-    const { control, relay } = await associate(front, {
-      hint: { kind: "ipv4", host: "0.0.0.0", port: client.localAddress.port },
-    });
-    scene.own(control);
-    const destination: Socks5Address = { kind: "ipv4", host: "192.0.2.1", port: 9 };
-    await stranger.send(wrapped(destination, "first, but from the wrong port"), relay);
-    await waitFor(() => front.counters.drops["foreign-source"] === 1, "the stranger dropped");
-    await client.send(wrapped(destination, "announced"), relay);
-    await waitFor(() => scene.tunnel.sent.length === 1, "the announced port's datagram");
-    assert.equal(scene.tunnel.sent[0].payload, "announced");
-  } finally {
-    await scene.close();
-  }
-});
-
-Deno.test("fragments, malformed datagrams and untunnelable destinations are dropped and counted", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    const client = scene.udp();
+sceneTest(
+  "fragments, malformed datagrams and untunnelable destinations are dropped and counted",
+  async (scene) => {
+    const { front, relay, client } = await scene.associated();
     const fragment = wrapped({ kind: "ipv4", host: "192.0.2.1", port: 9 }, "part");
     fragment[2] = 1;
     await client.send(fragment, relay);
@@ -373,14 +373,12 @@ Deno.test("fragments, malformed datagrams and untunnelable destinations are drop
     );
     assert.equal(scene.tunnel.opened.length, 0);
     assert.equal(scene.tunnel.sent.length, 0);
-  } finally {
-    await scene.close();
-  }
-});
+  },
+);
 
-Deno.test("closing the control connection closes the relay and the association's flows", async () => {
-  const scene = new Scene();
-  try {
+sceneTest(
+  "closing the control connection closes the relay and the association's flows",
+  async (scene) => {
     const front = scene.start();
     const { control, relay } = await associate(front);
     const client = scene.udp();
@@ -402,14 +400,12 @@ Deno.test("closing the control connection closes the relay and the association's
     // A reply for a flow of the ended association is not sent anywhere.
     await scene.tunnel.opened[0].handlers.deliver(text.encode("too late"));
     assert.equal(front.counters.toClients, 0);
-  } finally {
-    await scene.close();
-  }
-});
+  },
+);
 
-Deno.test("an association declares at most its flow limit, and a full tunnel declares none", async () => {
-  const scene = new Scene();
-  try {
+sceneTest(
+  "an association declares at most its flow limit, and a full tunnel declares none",
+  async (scene) => {
     const front = scene.start({ maxFlowsPerAssociation: 2 });
     const { control, relay } = await associate(front);
     scene.own(control);
@@ -426,14 +422,12 @@ Deno.test("an association declares at most its flow limit, and a full tunnel dec
     scene.tunnel.freeIds = 0;
     await other.send(wrapped({ kind: "ipv4", host: "192.0.2.1", port: 1 }, "no id"), second.relay);
     await waitFor(() => front.counters.drops["no-flow-id"] === 1, "the no-flow-id drop");
-  } finally {
-    await scene.close();
-  }
-});
+  },
+);
 
-Deno.test("with credentials, a client must log in; a wrong password is refused and closed", async () => {
-  const scene = new Scene();
-  try {
+sceneTest(
+  "with credentials, a client must log in; a wrong password is refused and closed",
+  async (scene) => {
     const credentials = { username: "alice", password: "correct horse" };
     const front = scene.start({ credentials });
     const { control } = await associate(front, { credentials });
@@ -454,76 +448,51 @@ Deno.test("with credentials, a client must log in; a wrong password is refused a
     assert.deepEqual([...await readToEnd(guesser)], [5, 2, 1, 1]);
     await waitFor(() => front.counters.handshakeFailures === 2, "two handshake failures");
     assert.equal(front.associationCount, 1);
-  } finally {
-    await scene.close();
-  }
+  },
+);
+
+sceneTest("a control connection that does not associate in time is closed", async (scene) => {
+  const front = scene.start({ handshakeTimeoutMs: 100 });
+  const idle = scene.own(await Deno.connect({ hostname: LOOPBACK, port: front.address.port }));
+  await idle.write(Uint8Array.of(5, 1, 0));
+  assert.deepEqual([...await readToEnd(idle)], [5, 0]);
+  assert.equal(front.counters.handshakeFailures, 1);
 });
 
-Deno.test("a control connection that does not associate in time is closed", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start({ handshakeTimeoutMs: 100 });
-    const idle = scene.own(await Deno.connect({ hostname: LOOPBACK, port: front.address.port }));
-    await idle.write(Uint8Array.of(5, 1, 0));
-    assert.deepEqual([...await readToEnd(idle)], [5, 0]);
-    assert.equal(front.counters.handshakeFailures, 1);
-  } finally {
-    await scene.close();
-  }
+sceneTest("control connections beyond the limit are closed at once", async (scene) => {
+  const front = scene.start({ maxAssociations: 1 });
+  const { control } = await associate(front);
+  scene.own(control);
+  const extra = scene.own(await Deno.connect({ hostname: LOOPBACK, port: front.address.port }));
+  await extra.write(Uint8Array.of(5, 1, 0)).catch(() => 0);
+  assert.deepEqual([...await readToEnd(extra)], []);
+  assert.equal(front.counters.connectionsOverLimit, 1);
 });
 
-Deno.test("control connections beyond the limit are closed at once", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start({ maxAssociations: 1 });
-    const { control } = await associate(front);
-    scene.own(control);
-    const extra = scene.own(await Deno.connect({ hostname: LOOPBACK, port: front.address.port }));
-    await extra.write(Uint8Array.of(5, 1, 0)).catch(() => 0);
-    assert.deepEqual([...await readToEnd(extra)], []);
-    assert.equal(front.counters.connectionsOverLimit, 1);
-  } finally {
-    await scene.close();
-  }
+sceneTest("over IPv6 the relay is on ::1 and replies carry IPv4 sources as IPv4", async (scene) => {
+  const front = scene.start({ listen: "::1" });
+  const { control, relay } = await associate(front);
+  scene.own(control);
+  assert.equal(relay.hostname, "::1");
+  const client = scene.udp("::1");
+  const destination: Socks5Address = { kind: "ipv4", host: "192.0.2.1", port: 9 };
+  await client.send(wrapped(destination, "over v6"), relay);
+  await waitFor(() => scene.tunnel.sent.length === 1, "the datagram");
+  await scene.tunnel.opened[0].handlers.deliver(text.encode("back over v6"));
+  const [reply] = await receiveOne(client);
+  const decoded = decodeUdpDatagram(reply);
+  assert.ok(decoded.ok);
+  assert.deepEqual(decoded.destination, destination);
 });
 
-Deno.test("over IPv6 the relay is on ::1 and replies carry IPv4 sources as IPv4", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start({ listen: "::1" });
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    assert.equal(relay.hostname, "::1");
-    const client = scene.udp("::1");
-    const destination: Socks5Address = { kind: "ipv4", host: "192.0.2.1", port: 9 };
-    await client.send(wrapped(destination, "over v6"), relay);
-    await waitFor(() => scene.tunnel.sent.length === 1, "the datagram");
-    await scene.tunnel.opened[0].handlers.deliver(text.encode("back over v6"));
-    const [reply] = await receiveOne(client);
-    const decoded = decodeUdpDatagram(reply);
-    assert.ok(decoded.ok);
-    assert.deepEqual(decoded.destination, destination);
-  } finally {
-    await scene.close();
-  }
-});
-
-Deno.test("stop() ends every association and closes its flows", async () => {
-  const scene = new Scene();
-  try {
-    const front = scene.start();
-    const { control, relay } = await associate(front);
-    scene.own(control);
-    const client = scene.udp();
-    await client.send(wrapped({ kind: "ipv4", host: "192.0.2.1", port: 9 }, "one"), relay);
-    await waitFor(() => scene.tunnel.opened.length === 1, "the flow");
-    await front.stop();
-    assert.equal(front.associationCount, 0);
-    assert.deepEqual(scene.tunnel.closed, [scene.tunnel.opened[0].id]);
-    assert.deepEqual([...await readToEnd(control)], []);
-  } finally {
-    await scene.close();
-  }
+sceneTest("stop() ends every association and closes its flows", async (scene) => {
+  const { front, control, relay, client } = await scene.associated();
+  await client.send(wrapped({ kind: "ipv4", host: "192.0.2.1", port: 9 }, "one"), relay);
+  await waitFor(() => scene.tunnel.opened.length === 1, "the flow");
+  await front.stop();
+  assert.equal(front.associationCount, 0);
+  assert.deepEqual(scene.tunnel.closed, [scene.tunnel.opened[0].id]);
+  assert.deepEqual([...await readToEnd(control)], []);
 });
 
 Deno.test("SOCKS5 credentials come from both environment variables or neither", () => {

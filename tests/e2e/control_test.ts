@@ -15,12 +15,17 @@ import assert from "node:assert/strict";
 import { formatHostPort, type HostPort } from "../../lib/address.ts";
 import type { ClientStatus, ServerStatus } from "../../lib/status.ts";
 import { bindUdp, classifySendError, type DatagramTransport } from "../../lib/udp.ts";
-import { freeUdpPort, type ProcessHandle, spawnCommand, withTimeout } from "./harness.ts";
+import {
+  freeUdpPort,
+  type ProcessHandle,
+  spawnCommand,
+  STARTUP_TIMEOUT_MS,
+  withTimeout,
+} from "./harness.ts";
 
 const LOOPBACK = "127.0.0.1";
 const DATAGRAM_COUNT = 1000;
 const DATAGRAM_BYTES = 300;
-const STARTUP_TIMEOUT_MS = 15_000;
 const REPLY_TIMEOUT_MS = 5_000;
 const SETTLE_TIMEOUT_MS = 5_000;
 const RUN_TIMEOUT_MS = 20_000;

@@ -9,7 +9,7 @@ import { opensslAeadUnavailable } from "../../lib/aead_openssl.ts";
 import { AEAD_IMPLEMENTATION_ENV_VAR } from "../../lib/crypto.ts";
 import { generateSecret, SECRET_ENV_VAR } from "../../lib/secret.ts";
 import { runTrafficStream, runUdpEcho } from "../../lib/traffic.ts";
-import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
+import { denoScript, freeUdpPorts, type ProcessHandle, STARTUP_TIMEOUT_MS } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";
 
@@ -35,16 +35,16 @@ for (const [clientCipher, serverCipher] of [["openssl", "node"], ["node", "opens
           [`${LOCALHOST}:${serverPort}`, LOCALHOST, String(echo.address.port)],
           serverCipher,
         );
-        const [serverLine] = await server.waitForLine(/mpserver .* started.*/, 15_000);
+        const [serverLine] = await server.waitForLine(/mpserver .* started.*/, STARTUP_TIMEOUT_MS);
         assert.match(serverLine, new RegExp(`cipher=chacha20-poly1305/${serverCipher}\\b`));
         await Deno.writeTextFile(
           config,
           `${LOCALHOST} ${serverPort}\n${LOCALHOST} ${serverPort}\n`,
         );
         const client = start("client.ts", [String(clientPort), config], clientCipher);
-        const [clientLine] = await client.waitForLine(/mpclient .* started.*/, 15_000);
+        const [clientLine] = await client.waitForLine(/mpclient .* started.*/, STARTUP_TIMEOUT_MS);
         assert.match(clientLine, new RegExp(`cipher=chacha20-poly1305/${clientCipher}\\b`));
-        await client.waitForLine(/session established/, 15_000);
+        await client.waitForLine(/session established/, STARTUP_TIMEOUT_MS);
 
         const report = await runTrafficStream({
           target: { hostname: LOCALHOST, port: clientPort },

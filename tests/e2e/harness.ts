@@ -13,6 +13,10 @@
 
 /** How long {@link ProcessHandle.waitForLine} waits when no timeout is given. */
 export const DEFAULT_LINE_TIMEOUT_MS = 10_000;
+/** How long a program may take to print that it started (several start at once on two cores). */
+export const STARTUP_TIMEOUT_MS = 15_000;
+/** How long a client may take to establish its session and bring every path up. */
+export const PATHS_UP_TIMEOUT_MS = 10_000;
 /** How long disposal waits after SIGTERM before it sends SIGKILL. */
 export const KILL_GRACE_MS = 2_000;
 /** How many output lines a handle keeps (the oldest go first). */

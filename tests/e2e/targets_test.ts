@@ -20,19 +20,17 @@ import {
   commandExists,
   denoScript,
   freeUdpPorts,
+  PATHS_UP_TIMEOUT_MS,
   type ProcessHandle,
   requireTool,
   show,
   spawnCommand,
+  STARTUP_TIMEOUT_MS,
   waitForCount,
   withTimeout,
 } from "./harness.ts";
 
 const LOOPBACK = "127.0.0.1";
-/** How long a program may take to print that it started (several start at once on two cores). */
-const STARTUP_TIMEOUT_MS = 15_000;
-/** How long the client may take to establish its session and bring every path up. */
-const PATHS_UP_TIMEOUT_MS = 10_000;
 /** Debian's Python, which python3-socks installs into (`python3` on PATH may be another build). */
 const SYSTEM_PYTHON = "/usr/bin/python3";
 const IN_CI = Deno.env.get("CI") === "true";

@@ -28,19 +28,17 @@ import {
   denoScript,
   freeUdpPort,
   freeUdpPorts,
+  PATHS_UP_TIMEOUT_MS,
   type ProcessHandle,
   requireTool,
   show,
   spawnCommand,
+  STARTUP_TIMEOUT_MS,
   waitForCount,
   withTimeout,
 } from "./harness.ts";
 
 const LOOPBACK = "127.0.0.1";
-/** How long a program may take to print that it started (several start at once on two cores). */
-const STARTUP_TIMEOUT_MS = 15_000;
-/** How long a client may take to establish its session and bring every path up. */
-const PATHS_UP_TIMEOUT_MS = 10_000;
 /** How long a stopped program may take to exit. */
 const EXIT_TIMEOUT_MS = 10_000;
 /** The largest application datagram the tunnel carries: 65 507 − 36 bytes of header and tag. */

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { ClientCore } from "../lib/client_core.ts";
 import {
+  type ControlServer,
+  type ControlServerOptions,
   ControlUnreachableError,
   fetchStatus,
   isLoopbackHost,
@@ -61,16 +63,34 @@ async function rawGet(port: number, host: string): Promise<string> {
   }
 }
 
+/**
+ * Runs `body` against a control server on loopback (the sample status and a silent log unless
+ * `options` say otherwise), which is stopped afterwards whatever happens.
+ */
+async function withControl(
+  options: Partial<ControlServerOptions>,
+  body: (base: string, control: ControlServer) => Promise<void>,
+): Promise<void> {
+  const control = await startControlServer({
+    address: { hostname: LOOPBACK, port: 0 },
+    status: sampleStatus,
+    logger: silentLogger,
+    ...options,
+  });
+  try {
+    await body(`http://${LOOPBACK}:${control.address.port}`, control);
+  } finally {
+    await control.stop();
+  }
+}
+
 Deno.test("the control endpoint serves /status as JSON and /metrics as Prometheus text", async () => {
   const logger = recordingLogger();
   const status = sampleStatus();
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
+  await withControl({
     status: () => status,
     logger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  }, async (base, control) => {
     assert.notEqual(control.address.port, 0);
     assert.ok(
       logger.records.some((record) =>
@@ -97,19 +117,11 @@ Deno.test("the control endpoint serves /status as JSON and /metrics as Prometheu
     assert.equal(head.body, "");
 
     assert.deepEqual(await fetchStatus(control.address, "mpclient"), status);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("unknown paths are 404, other methods 405, a foreign Host 403", async () => {
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
-    logger: silentLogger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  await withControl({}, async (base, control) => {
     assert.equal((await get(`${base}/nope`)).status, 404);
     assert.equal((await get(`${base}/status/`)).status, 404);
     const post = await get(`${base}/status`, { method: "POST", body: "x" });
@@ -120,59 +132,41 @@ Deno.test("unknown paths are 404, other methods 405, a foreign Host 403", async 
     assert.match(await rawGet(port, "attacker.example:80"), /^HTTP\/1\.1 403 /);
     assert.match(await rawGet(port, `localhost:${port}`), /^HTTP\/1\.1 200 /);
     assert.match(await rawGet(port, `[::1]:${port}`), /^HTTP\/1\.1 200 /);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("the web dashboard is served at /", async () => {
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
-    logger: silentLogger,
-  });
-  try {
-    const response = await get(`http://${LOOPBACK}:${control.address.port}/`);
+  await withControl({}, async (base) => {
+    const response = await get(`${base}/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(response.body, DASHBOARD_HTML);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("the page at / can be replaced, and keeps its security headers", async () => {
   const page = "<!doctype html><title>mptunnel</title>";
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
+  await withControl({
     dashboardHtml: page,
-    logger: silentLogger,
-  });
-  try {
-    const response = await get(`http://${LOOPBACK}:${control.address.port}/`);
+  }, async (base) => {
+    const response = await get(`${base}/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
     assert.match(response.headers.get("content-security-policy")!, /connect-src 'self'/);
     assert.equal(response.body, page);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("a failing status answers 500 and is logged; the endpoint keeps serving", async () => {
   const logger = recordingLogger();
   let fail = true;
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
+  await withControl({
     status: () => {
       if (fail) throw new Error("snapshot broke");
       return sampleStatus();
     },
     logger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  }, async (base) => {
     const failed = await get(`${base}/metrics`);
     assert.equal(failed.status, 500);
     assert.ok(
@@ -182,9 +176,7 @@ Deno.test("a failing status answers 500 and is logged; the endpoint keeps servin
     );
     fail = false;
     assert.equal((await get(`${base}/status`)).status, 200);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("binding a port in use fails; stop is idempotent", async () => {
@@ -251,17 +243,12 @@ Deno.test("a watch frame redraws in place without clearing the screen", () => {
 
 Deno.test("POST /paths/NAME/disable and /enable switch a path, by the name it has in /status", async () => {
   const calls: [string, boolean][] = [];
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
+  await withControl({
     setPathInService: (path, inService) => {
       calls.push([path, inService]);
       return path === "a" || path === "10.0.0.1:2000@wwan0" ? "ok" : "no-such-path";
     },
-    logger: silentLogger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  }, async (base) => {
     const disabled = await get(`${base}/paths/a/disable`, { method: "POST" });
     assert.equal(disabled.status, 200);
     assert.deepEqual(JSON.parse(disabled.body), { path: "a", inService: false });
@@ -269,24 +256,17 @@ Deno.test("POST /paths/NAME/disable and /enable switch a path, by the name it ha
     assert.equal((await get(`${base}/paths/${encoded}/enable`, { method: "POST" })).status, 200);
     assert.equal((await get(`${base}/paths/zz/disable`, { method: "POST" })).status, 404);
     assert.deepEqual(calls, [["a", false], ["10.0.0.1:2000@wwan0", true], ["zz", false]]);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("a path action must be a POST, and not from another origin", async () => {
   const calls: string[] = [];
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
+  await withControl({
     setPathInService: (path) => {
       calls.push(path);
       return "ok";
     },
-    logger: silentLogger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  }, async (base) => {
     const viaGet = await get(`${base}/paths/a/disable`);
     assert.equal(viaGet.status, 405);
     assert.equal(viaGet.headers.get("allow"), "POST");
@@ -301,21 +281,11 @@ Deno.test("a path action must be a POST, and not from another origin", async () 
     });
     assert.equal(sameOrigin.status, 200);
     assert.deepEqual(calls, ["a"]);
-  } finally {
-    await control.stop();
-  }
+  });
 });
 
 Deno.test("without a path switch, /paths/NAME/disable is not found", async () => {
-  const control = await startControlServer({
-    address: { hostname: LOOPBACK, port: 0 },
-    status: sampleStatus,
-    logger: silentLogger,
-  });
-  try {
-    const base = `http://${LOOPBACK}:${control.address.port}`;
+  await withControl({}, async (base) => {
     assert.equal((await get(`${base}/paths/a/disable`, { method: "POST" })).status, 404);
-  } finally {
-    await control.stop();
-  }
+  });
 });

@@ -83,6 +83,7 @@ import {
   writeCounterNonce,
 } from "./aead_nonce.ts";
 import { createOpensslAead, opensslAeadUnavailable } from "./aead_openssl.ts";
+import { chooseImplementation } from "./implementation_choice.ts";
 
 export { KEY_BYTES, MAX_COUNTER, NONCE_BYTES, TAG_BYTES };
 /** Length of a raw X25519 public key. */
@@ -292,26 +293,14 @@ let chosenImplementation: AeadImplementation | undefined;
  * warning when OpenSSL was asked for explicitly.
  */
 export function aeadImplementation(): AeadImplementation {
-  if (chosenImplementation !== undefined) return chosenImplementation;
-  let wanted: string | undefined;
-  if (
-    Deno.permissions.querySync({ name: "env", variable: AEAD_IMPLEMENTATION_ENV_VAR }).state ===
-      "granted"
-  ) {
-    wanted = Deno.env.get(AEAD_IMPLEMENTATION_ENV_VAR)?.trim().toLowerCase() || undefined;
-  }
-  if (wanted !== undefined && wanted !== "openssl" && wanted !== "node") {
-    console.warn(`${AEAD_IMPLEMENTATION_ENV_VAR}=${wanted} is not "openssl" or "node"; ignored`);
-    wanted = undefined;
-  }
-  const choice = (wanted ?? DEFAULT_AEAD_IMPLEMENTATION) as AeadImplementation;
-  const unavailable = choice === "openssl" ? opensslAeadUnavailable() : undefined;
-  if (unavailable !== undefined && wanted === "openssl") {
-    console.warn(
-      `${AEAD_IMPLEMENTATION_ENV_VAR}=openssl: unavailable (${unavailable}); using node:crypto`,
-    );
-  }
-  chosenImplementation = unavailable === undefined ? choice : "node";
+  chosenImplementation ??= chooseImplementation<"openssl", "node">({
+    envVar: AEAD_IMPLEMENTATION_ENV_VAR,
+    fast: "openssl",
+    portable: "node",
+    defaultChoice: DEFAULT_AEAD_IMPLEMENTATION,
+    fastUnavailable: opensslAeadUnavailable,
+    portableDescription: "node:crypto",
+  });
   return chosenImplementation;
 }
 

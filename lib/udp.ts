@@ -10,6 +10,7 @@
 
 import type { HostPort } from "./address.ts";
 import { batchedUdpUnavailable, bindBatchedUdp } from "./udp_batch.ts";
+import { chooseImplementation } from "./implementation_choice.ts";
 
 /** The largest UDP payload over IPv4 (65535 − 20 − 8). */
 export const MAX_UDP_PAYLOAD_BYTES = 65507;
@@ -54,21 +55,14 @@ let chosenIo: UdpIo | undefined;
  * aarch64 with `--allow-ffi`), else "deno" with a warning when it was asked for explicitly.
  */
 export function udpIo(): UdpIo {
-  if (chosenIo !== undefined) return chosenIo;
-  let wanted: string | undefined;
-  if (Deno.permissions.querySync({ name: "env", variable: UDP_IO_ENV_VAR }).state === "granted") {
-    wanted = Deno.env.get(UDP_IO_ENV_VAR)?.trim().toLowerCase() || undefined;
-  }
-  if (wanted !== undefined && wanted !== "deno" && wanted !== "batched") {
-    console.warn(`${UDP_IO_ENV_VAR}=${wanted} is not "deno" or "batched"; ignored`);
-    wanted = undefined;
-  }
-  const choice = (wanted ?? DEFAULT_UDP_IO) as UdpIo;
-  const unavailable = choice === "batched" ? batchedUdpUnavailable() : undefined;
-  if (unavailable !== undefined && wanted === "batched") {
-    console.warn(`${UDP_IO_ENV_VAR}=batched: unavailable (${unavailable}); using Deno's sockets`);
-  }
-  chosenIo = unavailable === undefined ? choice : "deno";
+  chosenIo ??= chooseImplementation<"batched", "deno">({
+    envVar: UDP_IO_ENV_VAR,
+    fast: "batched",
+    portable: "deno",
+    defaultChoice: DEFAULT_UDP_IO,
+    fastUnavailable: batchedUdpUnavailable,
+    portableDescription: "Deno's sockets",
+  });
   return chosenIo;
 }
 

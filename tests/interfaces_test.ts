@@ -3,6 +3,7 @@
  * what changes between snapshots, and the poller that reports them (driven by injected lists).
  */
 import assert from "node:assert/strict";
+import { interfaceEntry as entry } from "./interface_fixtures.ts";
 import {
   addressOfInterface,
   type InterfaceChange,
@@ -10,21 +11,6 @@ import {
   usableAddresses,
   watchInterfaces,
 } from "../lib/interfaces.ts";
-
-/** One entry as `Deno.networkInterfaces()` gives it (the family follows from the address). */
-function entry(name: string, address: string): Deno.NetworkInterfaceInfo {
-  const family = address.includes(":") ? "IPv6" : "IPv4";
-  const prefixLength = family === "IPv4" ? 24 : 64;
-  return {
-    name,
-    family,
-    address,
-    netmask: family === "IPv4" ? "255.255.255.0" : "ffff:ffff:ffff:ffff::",
-    scopeid: family === "IPv4" ? null : 0,
-    cidr: `${address}/${prefixLength}`,
-    mac: "02:00:00:00:00:01",
-  };
-}
 
 /** What a typical laptop lists: loopback, Wi-Fi with both families, and link-local addresses. */
 const LAPTOP: readonly Deno.NetworkInterfaceInfo[] = [

@@ -4,25 +4,12 @@
  * this host's own addresses (datagrams go to a sink on 127.0.0.1 only).
  */
 import assert from "node:assert/strict";
+import { interfaceEntry as entry } from "./interface_fixtures.ts";
 import { ClientDriver } from "../lib/client_driver.ts";
 import { InterfaceTracker } from "../lib/interfaces.ts";
 import { recordingLogger } from "../lib/log.ts";
 import { type UplinkAction, UplinkManager } from "../lib/uplinks.ts";
 import { clientStatus } from "../lib/status.ts";
-
-/** One entry as `Deno.networkInterfaces()` gives it (the family follows from the address). */
-function entry(name: string, address: string): Deno.NetworkInterfaceInfo {
-  const family = address.includes(":") ? "IPv6" : "IPv4";
-  return {
-    name,
-    family,
-    address,
-    netmask: family === "IPv4" ? "255.255.255.0" : "ffff:ffff:ffff:ffff::",
-    scopeid: family === "IPv4" ? null : 0,
-    cidr: `${address}/${family === "IPv4" ? 24 : 64}`,
-    mac: "02:00:00:00:00:01",
-  };
-}
 
 /** A manager and its tracker, fed whole lists as the watcher would. */
 function managerWith(

@@ -80,6 +80,30 @@ export function denoScript(
   });
 }
 
+/**
+ * Starts dnsmasq in the foreground on `hostname:port` alone, reading no system file, answering
+ * `domain` and every name under it with `address`; the handle is as {@link spawnCommand}'s. Wait
+ * for `/started, version/` before querying it.
+ */
+export function spawnDnsmasq(
+  hostname: string,
+  port: number,
+  domain: string,
+  address: string,
+): ProcessHandle {
+  return spawnCommand("dnsmasq", [
+    "--no-daemon",
+    "--conf-file=/dev/null",
+    `--port=${port}`,
+    `--listen-address=${hostname}`,
+    "--bind-interfaces",
+    "--no-resolv",
+    "--no-hosts",
+    "--pid-file=",
+    `--address=/${domain}/${address}`,
+  ], { name: "dnsmasq" });
+}
+
 /** Starts a program on PATH (socat, iperf, dnsmasq, dig); the handle is as {@link denoScript}. */
 export function spawnCommand(
   command: string,

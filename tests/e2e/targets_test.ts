@@ -25,6 +25,7 @@ import {
   requireTool,
   show,
   spawnCommand,
+  spawnDnsmasq,
   STARTUP_TIMEOUT_MS,
   waitForCount,
   withTimeout,
@@ -194,17 +195,7 @@ Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets throu
   const haveIperf = commandExists("iperf");
   if (haveDns) {
     const dnsmasq = stack.use(
-      spawnCommand("dnsmasq", [
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        `--port=${dnsPort}`,
-        `--listen-address=${LOOPBACK}`,
-        "--bind-interfaces",
-        "--no-resolv",
-        "--no-hosts",
-        "--pid-file=",
-        "--address=/example.test/192.0.2.1",
-      ], { name: "dnsmasq" }),
+      spawnDnsmasq(LOOPBACK, dnsPort, "example.test", "192.0.2.1"),
     );
     await dnsmasq.waitForLine(/started, version/, STARTUP_TIMEOUT_MS);
   }

@@ -33,6 +33,7 @@ import {
   requireTool,
   show,
   spawnCommand,
+  spawnDnsmasq,
   STARTUP_TIMEOUT_MS,
   waitForCount,
   withTimeout,
@@ -794,20 +795,7 @@ Deno.test("dnsmasq behind the tunnel answers dig's queries", async () => {
   if (!requireTool("dnsmasq") || !requireTool("dig")) return;
   await using stack = new AsyncDisposableStack();
   const targetPort = freeUdpPort();
-  const dnsmasq = own(
-    stack,
-    spawnCommand("dnsmasq", [
-      "--no-daemon",
-      "--conf-file=/dev/null",
-      `--port=${targetPort}`,
-      `--listen-address=${LOOPBACK}`,
-      "--bind-interfaces",
-      "--no-resolv",
-      "--no-hosts",
-      "--pid-file=",
-      "--address=/mptunnel.test/192.0.2.53",
-    ], { name: "dnsmasq" }),
-  );
+  const dnsmasq = own(stack, spawnDnsmasq(LOOPBACK, targetPort, "mptunnel.test", "192.0.2.53"));
   await dnsmasq.waitForLine(/started, version/, STARTUP_TIMEOUT_MS);
   const tunnel = await startTunnel(stack, { targetPort });
 

@@ -157,6 +157,8 @@ interface Plan {
   readonly idleSessions: number;
   readonly activeSessions: number;
   readonly activeSessionRatePps: number;
+  /** Round trips of the allocation measurement, per configuration. */
+  readonly allocationRoundTrips: number;
 }
 
 /** Variations of a tunnel configuration. */
@@ -250,6 +252,7 @@ function makePlan(quick: boolean): Plan {
       idleSessions: 200,
       activeSessions: 20,
       activeSessionRatePps: 50,
+      allocationRoundTrips: 6000,
     };
   }
   return {
@@ -284,6 +287,7 @@ function makePlan(quick: boolean): Plan {
     idleSessions: 1000,
     activeSessions: 100,
     activeSessionRatePps: 50,
+    allocationRoundTrips: 20000,
   };
 }
 
@@ -298,6 +302,16 @@ class Processes {
   add<T extends AsyncDisposable>(disposable: T): T {
     this.#disposables.push(disposable);
     return disposable;
+  }
+
+  /** A mark for {@link startedSince}: how many things were started so far. */
+  mark(): number {
+    return this.#disposables.length;
+  }
+
+  /** The processes started since `mark` (from {@link mark}). */
+  startedSince(mark: number): ProcessHandle[] {
+    return this.#disposables.slice(mark).filter((each): each is ProcessHandle => "pid" in each);
   }
 
   tempFile(text: string): string {
@@ -324,9 +338,14 @@ async function startServer(
   targetPort: number,
   env: Record<string, string>,
   name = "mpserver",
+  denoFlags: readonly string[] = [],
 ): Promise<{ handle: ProcessHandle; port: number }> {
   const handle = processes.add(
-    denoScript("server.ts", [`${LOCALHOST}:0`, LOCALHOST, String(targetPort)], { env, name }),
+    denoScript("server.ts", [`${LOCALHOST}:0`, LOCALHOST, String(targetPort)], {
+      env,
+      name,
+      denoFlags,
+    }),
   );
   const [, port] = await handle.waitForLine(/mpserver .*started listen=127\.0\.0\.1:(\d+)/);
   return { handle, port: Number(port) };
@@ -337,6 +356,8 @@ async function startConfig(
   sinkPort: number,
   secret: string,
   processes: Processes,
+  /** Flags for `deno run` of the Deno programs under test (the allocation trace). */
+  denoFlags: readonly string[] = [],
 ): Promise<RunningConfig> {
   switch (spec.kind) {
     case "direct":
@@ -350,6 +371,7 @@ async function startConfig(
         const relay = processes.add(
           denoScript("bench/relay.ts", ["0", LOCALHOST, String(nextPort)], {
             name: `relay ${hop}`,
+            denoFlags,
           }),
         );
         const [, port] = await relay.waitForLine(/listening on (\d+)/);
@@ -378,7 +400,7 @@ async function startConfig(
     }
     case "tunnel": {
       const env = tunnelEnv(spec.encrypted, secret, spec.io);
-      const server = await startServer(processes, sinkPort, env);
+      const server = await startServer(processes, sinkPort, env, "mpserver", denoFlags);
       const pathPorts: number[] = [];
       const bridgePids: number[] = [];
       for (let index = 0; index < spec.paths; index++) {
@@ -401,7 +423,11 @@ async function startConfig(
           "\n",
       );
       const client = processes.add(
-        denoScript("client.ts", [`${LOCALHOST}:0`, configFile], { env, name: "mpclient" }),
+        denoScript("client.ts", [`${LOCALHOST}:0`, configFile], {
+          env,
+          name: "mpclient",
+          denoFlags,
+        }),
       );
       const [, port] = await client.waitForLine(/mpclient .*started listen=127\.0\.0\.1:(\d+)/);
       const roles = new Map<RoleName, number[]>([
@@ -753,6 +779,118 @@ async function measureMemory(
   };
 }
 
+/** The V8 flags that make a program print a line per garbage collection (see `gcRecords`). */
+const GC_TRACE_FLAGS = [
+  // A small young generation (1 MiB) makes collections frequent, so what was allocated since the
+  // last one (not seen by the trace) stays small beside the total.
+  "--v8-flags=--trace-gc-nvp,--max-semi-space-size=1",
+];
+/** The rate of the allocation measurement's stream: as the CPU cross-check's common rate. */
+const ALLOCATION_RATE_PPS = 4000;
+/** What the allocation is measured of: the yardstick, and the key configuration on both layers. */
+const ALLOCATION_CONFIGS: readonly ConfigSpec[] = [RELAY, tunnel(3, true), KEY_ENCRYPTED];
+
+/** One garbage collection as `--trace-gc-nvp` prints it: heap object bytes before and after. */
+interface GcRecord {
+  readonly pauseMs: number;
+  readonly startBytes: number;
+  readonly endBytes: number;
+}
+
+const GC_LINE = /GC: \{"pause":([\d.]+),.*?"start_object_size":(\d+),"end_object_size":(\d+)/;
+
+/** The garbage collections in a program's output, in order. */
+function gcRecords(output: string): GcRecord[] {
+  const records: GcRecord[] = [];
+  for (const line of output.split("\n")) {
+    const match = GC_LINE.exec(line);
+    if (match) {
+      records.push({
+        pauseMs: Number(match[1]),
+        startBytes: Number(match[2]),
+        endBytes: Number(match[3]),
+      });
+    }
+  }
+  return records;
+}
+
+/** JS heap allocated and GC pause between two readings of a program's GC records. */
+function allocatedBetween(before: number, records: readonly GcRecord[]): {
+  bytes: number;
+  pauseMs: number;
+} {
+  let bytes = 0;
+  let pauseMs = 0;
+  for (let index = Math.max(1, before); index < records.length; index++) {
+    bytes += Math.max(0, records[index].startBytes - records[index - 1].endBytes);
+    pauseMs += records[index].pauseMs;
+  }
+  return { bytes, pauseMs };
+}
+
+/** What one configuration's programs allocated per round trip. */
+interface AllocationResult {
+  readonly id: string;
+  readonly label: string;
+  readonly roundTrips: number;
+  readonly durationMs: number;
+  /** JS heap bytes allocated per round trip (one datagram there, its echo back), per program. */
+  readonly bytesPerRoundTrip: Readonly<Record<string, number>>;
+  /** The share of the stream's time each program spent paused in garbage collection. */
+  readonly gcPauseShare: Readonly<Record<string, number>>;
+}
+
+/**
+ * Starts `spec` with a GC trace, warms it with a shorter stream, then sends `count` datagrams at
+ * {@link ALLOCATION_RATE_PPS} through it to the echo (the sink must echo) and sums what the trace
+ * says each Deno program allocated meanwhile.
+ */
+async function measureAllocation(
+  spec: ConfigSpec,
+  sinkPort: number,
+  secret: string,
+  processes: Processes,
+  count: number,
+): Promise<AllocationResult> {
+  const mark = processes.mark();
+  const config = await startConfig(spec, sinkPort, secret, processes, GC_TRACE_FLAGS);
+  const programs = processes.startedSince(mark).filter((handle) =>
+    handle.name.startsWith("mpclient") || handle.name.startsWith("mpserver") ||
+    handle.name.startsWith("relay")
+  );
+  const stream = (datagrams: number) =>
+    runTrafficStream({
+      target: { hostname: LOCALHOST, port: config.entryPort },
+      sizeBytes: 1200,
+      ratePps: ALLOCATION_RATE_PPS,
+      count: datagrams,
+      drainMs: 300,
+    });
+  await stream(Math.ceil(count / 4)); // warm: the session is up and the code compiled
+  const before = new Map(programs.map((handle) => [handle, gcRecords(handle.output()).length]));
+  const startedMs = performance.now();
+  const report = await stream(count);
+  const durationMs = performance.now() - startedMs;
+  const roundTrips = Math.round(count * (1 - report.lossRatio));
+  const bytesPerRoundTrip: Record<string, number> = {};
+  const gcPauseShare: Record<string, number> = {};
+  for (const handle of programs) {
+    const { bytes, pauseMs } = allocatedBetween(before.get(handle)!, gcRecords(handle.output()));
+    bytesPerRoundTrip[handle.name] = bytes / Math.max(1, roundTrips);
+    gcPauseShare[handle.name] = pauseMs / durationMs;
+  }
+  await processes.stopAll();
+  return {
+    id: spec.id,
+    label: spec.label,
+    roundTrips,
+    durationMs,
+    bytesPerRoundTrip,
+    gcPauseShare,
+  };
+}
+
 // -------------------------------------------------------------------------------------------------
 // Results
 
@@ -1024,6 +1162,7 @@ interface BenchReport {
   };
   readonly targets: readonly TargetCheck[];
   readonly memory: { readonly idle: MemoryResult; readonly active: MemoryResult };
+  readonly allocation: readonly AllocationResult[];
 }
 
 function formatReport(report: BenchReport, sizesBytes: readonly number[]): string {
@@ -1131,6 +1270,20 @@ function formatReport(report: BenchReport, sizesBytes: readonly number[]): strin
       `session, ${kibibytes(memory.marginalPerSessionBytes)} for each of the second half`
     ),
   );
+  if (report.allocation.length > 0) {
+    lines.push(
+      "",
+      `JS heap allocated per round trip (1200 B there and back at ${ALLOCATION_RATE_PPS}/s, from ` +
+        "V8's GC trace), and the share of the time paused in GC:",
+      ...report.allocation.map((result) =>
+        `  ${result.label} (${result.roundTrips} round trips): ` +
+        Object.keys(result.bytesPerRoundTrip).map((name) =>
+          `${name} ${kibibytes(result.bytesPerRoundTrip[name])} ` +
+          `(GC ${formatPercent(result.gcPauseShare[name])})`
+        ).join(", ")
+      ),
+    );
+  }
   return lines.join("\n");
 }
 
@@ -1312,6 +1465,16 @@ async function run(plan: Plan): Promise<BenchReport> {
       plan.activeSessionRatePps,
     );
 
+    const allocation: AllocationResult[] = [];
+    await bench.setEcho(true);
+    for (const spec of ALLOCATION_CONFIGS) {
+      progress(`allocation: ${spec.label}`);
+      allocation.push(
+        await measureAllocation(spec, sinkPort, secret, programs, plan.allocationRoundTrips),
+      );
+    }
+    await bench.setEcho(false);
+
     const results: ConfigResult[] = [];
     for (const sizeBytes of plan.sizesBytes) {
       const bySpec = searches.get(sizeBytes)!;
@@ -1361,6 +1524,7 @@ async function run(plan: Plan): Promise<BenchReport> {
       keyRatios,
       targets: checkTargets(results, keyRounds, keyRatios, keySize),
       memory: { idle, active },
+      allocation,
     };
   } finally {
     await programs.stopAll();

@@ -62,6 +62,12 @@ export interface SpawnOptions {
   readonly maxOutputLines?: number;
 }
 
+/** Options for starting a Deno script. */
+export interface DenoScriptOptions extends SpawnOptions {
+  /** Flags for `deno run` itself, before the script (e.g. `--v8-flags=…`). */
+  readonly denoFlags?: readonly string[];
+}
+
 /**
  * Starts a Deno script of this repository (`server.ts`, `tools/udp_echo.ts`, a test fixture) with
  * `deno run --allow-all`, as the tests are allowed every permission. The path is relative to the
@@ -70,10 +76,11 @@ export interface SpawnOptions {
 export function denoScript(
   script: string,
   args: readonly string[] = [],
-  options: SpawnOptions = {},
+  options: DenoScriptOptions = {},
 ): ProcessHandle {
   const scriptPath = script.startsWith("/") ? script : REPOSITORY_ROOT + script;
-  return spawnCommand(Deno.execPath(), ["run", "--allow-all", scriptPath, ...args], {
+  const flags = options.denoFlags ?? [];
+  return spawnCommand(Deno.execPath(), ["run", "--allow-all", ...flags, scriptPath, ...args], {
     ...options,
     name: options.name ?? script,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...options.env },

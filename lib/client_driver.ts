@@ -206,6 +206,27 @@ interface PathSocket {
   closed: boolean;
   /** Counts a failed send on this path (made once, not per datagram). */
   onSendError: (error: unknown) => void;
+  /**
+   * What a send on `transport` does when it fails: {@link onSendError}, unless the socket has been
+   * replaced meanwhile (the error is not the path's then). Made once per socket, not per datagram.
+   */
+  sendFailed?: { readonly transport: DatagramTransport; readonly handle: (error: unknown) => void };
+}
+
+/** The failed-send handler of `path` for sends on `transport` (see `PathSocket.sendFailed`). */
+function sendFailedHandler(
+  path: PathSocket,
+  transport: DatagramTransport,
+): (error: unknown) => void {
+  if (path.sendFailed?.transport !== transport) {
+    path.sendFailed = {
+      transport,
+      handle: (error) => {
+        if (path.transport === transport) path.onSendError(error);
+      },
+    };
+  }
+  return path.sendFailed.handle;
 }
 
 /** `::ffff:192.0.2.1` → `192.0.2.1`; any other address unchanged. */
@@ -647,10 +668,7 @@ export class ClientDriver {
         const transport = path?.transport;
         if (transport) {
           pending.push(
-            transport.send(datagram, path.destination).catch((error) => {
-              // A send still running on a socket that was replaced meanwhile is not the path's.
-              if (path.transport === transport) path.onSendError(error);
-            }),
+            transport.send(datagram, path.destination).catch(sendFailedHandler(path, transport)),
           );
         } else if (path) {
           // The path waits for an address on its interface: the send could not happen.

@@ -23,7 +23,9 @@
  *   delivered, at the best step and at one rate common to all.
  * The key comparisons (3 encrypted paths vs the relay, encrypted vs plain) are searched again
  * (`keyRepeats` more times) and the medians of their per-round ratios are reported. Then memory:
- * mpserver's resident size with 1000 idle sessions and with 100 active ones, per session.
+ * mpserver's resident size with 1000 idle sessions and with 100 active ones, per session; and
+ * allocation: the JS heap each Deno program allocates per round trip, read from V8's GC trace, for
+ * the relay and the key tunnel configuration.
  *
  * Progress goes to stderr, the table to stdout, and everything measured to
  * `bench/results/latest.json`. Linux only (/proc, libc through FFI).

@@ -26,6 +26,20 @@ export function checkSealCounter(counter: number): void {
   }
 }
 
+/** True when `out` has `bytes` bytes of room from `outOffset` (an integer offset, not negative). */
+export function fitsOutput(bytes: number, out: Uint8Array, outOffset: number): boolean {
+  return Number.isInteger(outOffset) && outOffset >= 0 && outOffset + bytes <= out.length;
+}
+
+/** Throws the RangeError a seal gives when `out` has no room for the `sealedBytes` it writes. */
+export function checkSealOutput(sealedBytes: number, out: Uint8Array, outOffset: number): void {
+  if (!fitsOutput(sealedBytes, out, outOffset)) {
+    throw new RangeError(
+      `seal needs ${sealedBytes} bytes at offset ${outOffset} of a ${out.length}-byte buffer`,
+    );
+  }
+}
+
 /** Writes the nonce for `counter` into the 12 bytes `nonce` views (bytes 0..3 must be zero). */
 export function writeCounterNonce(nonce: DataView, counter: number): void {
   // `>>> 0` keeps the low 32 bits exactly for any integer below 2^53.

@@ -27,6 +27,8 @@
 
 import {
   checkSealCounter,
+  checkSealOutput,
+  fitsOutput,
   isValidCounter,
   KEY_BYTES,
   NONCE_BYTES,
@@ -62,48 +64,41 @@ function libraryCandidates(): readonly string[] {
 // Every call is synchronous on the JavaScript thread: each takes well under a microsecond, far less
 // than handing it to another thread would cost, and the shared buffers below rely on it.
 const SYMBOLS = {
-  EVP_CIPHER_CTX_new: { parameters: [], result: "pointer", nonblocking: false },
-  EVP_CIPHER_CTX_free: { parameters: ["pointer"], result: "void", nonblocking: false },
-  EVP_chacha20_poly1305: { parameters: [], result: "pointer", nonblocking: false },
-  EVP_aes_256_gcm: { parameters: [], result: "pointer", nonblocking: false },
+  EVP_CIPHER_CTX_new: { parameters: [], result: "pointer" },
+  EVP_CIPHER_CTX_free: { parameters: ["pointer"], result: "void" },
+  EVP_chacha20_poly1305: { parameters: [], result: "pointer" },
+  EVP_aes_256_gcm: { parameters: [], result: "pointer" },
   // (ctx, cipher, engine, key, iv)
   EVP_EncryptInit_ex: {
     parameters: ["pointer", "pointer", "pointer", "buffer", "buffer"],
     result: "i32",
-    nonblocking: false,
   },
   EVP_DecryptInit_ex: {
     parameters: ["pointer", "pointer", "pointer", "buffer", "buffer"],
     result: "i32",
-    nonblocking: false,
   },
   // (ctx, out, int *outl, in, inl); out NULL means `in` is associated data.
   EVP_EncryptUpdate: {
     parameters: ["pointer", "buffer", "buffer", "buffer", "i32"],
     result: "i32",
-    nonblocking: false,
   },
   EVP_DecryptUpdate: {
     parameters: ["pointer", "buffer", "buffer", "buffer", "i32"],
     result: "i32",
-    nonblocking: false,
   },
   // (ctx, out, int *outl); returns 0 from decryption when the tag does not verify.
   EVP_EncryptFinal_ex: {
     parameters: ["pointer", "buffer", "buffer"],
     result: "i32",
-    nonblocking: false,
   },
   EVP_DecryptFinal_ex: {
     parameters: ["pointer", "buffer", "buffer"],
     result: "i32",
-    nonblocking: false,
   },
   // (ctx, type, arg, ptr)
   EVP_CIPHER_CTX_ctrl: {
     parameters: ["pointer", "i32", "i32", "buffer"],
     result: "i32",
-    nonblocking: false,
   },
 } as const;
 
@@ -253,11 +248,7 @@ export class OpensslAead implements Aead {
   ): number {
     checkSealCounter(counter);
     const sealedBytes = plaintext.length + TAG_BYTES;
-    if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + sealedBytes > out.length) {
-      throw new RangeError(
-        `seal needs ${sealedBytes} bytes at offset ${outOffset} of a ${out.length}-byte buffer`,
-      );
-    }
+    checkSealOutput(sealedBytes, out, outOffset);
     if (plaintext.length > MAX_INPUT_BYTES || associatedData.length > MAX_INPUT_BYTES) {
       throw new RangeError(`the AEAD takes at most ${MAX_INPUT_BYTES} bytes of input`);
     }
@@ -288,9 +279,7 @@ export class OpensslAead implements Aead {
     const plaintextBytes = sealed.length - TAG_BYTES;
     if (plaintextBytes < 0 || plaintextBytes > MAX_INPUT_BYTES) return -1;
     if (associatedData.length > MAX_INPUT_BYTES) return -1;
-    if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + plaintextBytes > out.length) {
-      return -1;
-    }
+    if (!fitsOutput(plaintextBytes, out, outOffset)) return -1;
     if (this.#disposed) return -1;
     let context = this.#contexts.open;
     if (context === null) {

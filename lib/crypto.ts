@@ -75,6 +75,8 @@ import {
 } from "node:crypto";
 import {
   checkSealCounter,
+  checkSealOutput,
+  fitsOutput,
   isValidCounter,
   KEY_BYTES,
   MAX_COUNTER,
@@ -412,11 +414,7 @@ export function sealWithNonce(
 ): number {
   checkKeyAndNonce(key, nonce);
   const sealedBytes = plaintext.length + TAG_BYTES;
-  if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + sealedBytes > out.length) {
-    throw new RangeError(
-      `seal needs ${sealedBytes} bytes at offset ${outOffset} of a ${out.length}-byte buffer`,
-    );
-  }
+  checkSealOutput(sealedBytes, out, outOffset);
   // Two identical-looking calls so TypeScript picks each algorithm's overload (with setAAD).
   const cipher = algorithm === "chacha20-poly1305"
     ? createCipheriv(algorithm, key, nonce, TAG_OPTIONS)
@@ -448,9 +446,7 @@ export function openWithNonce(
   checkKeyAndNonce(key, nonce);
   const plaintextBytes = sealed.length - TAG_BYTES;
   if (plaintextBytes < 0) return -1;
-  if (!Number.isInteger(outOffset) || outOffset < 0 || outOffset + plaintextBytes > out.length) {
-    return -1;
-  }
+  if (!fitsOutput(plaintextBytes, out, outOffset)) return -1;
   // As in sealWithNonce: one call per algorithm for the typed overloads.
   const decipher = algorithm === "chacha20-poly1305"
     ? createDecipheriv(algorithm, key, nonce, TAG_OPTIONS)

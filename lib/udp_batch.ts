@@ -48,9 +48,9 @@ export const SOCKET_BUFFER_BYTES = 4 << 20;
 export const ADDRESS_CACHE_ENTRIES = 1024;
 
 const INITIAL_SLOTS = 8;
-/** How far {@link findSocketFd} looks, and how many closed descriptors in a row end its search. */
 /** Batches taken without yielding to the event loop, at most (see `#tryReceive`). */
 const BATCHES_BEFORE_YIELD = 4;
+/** How far {@link findSocketFd} looks, and how many closed descriptors in a row end its search. */
 const MAX_SCANNED_FD = 1 << 20;
 const MAX_UNUSED_FDS_IN_A_ROW = 1024;
 const AF_INET = 2;
@@ -348,6 +348,8 @@ const slotFinalizer = new FinalizationRegistry<SlotMapping>(unmapSlots);
 class ReceiveVector extends MessageVector {
   /** The slot area; unusable after {@link free}. */
   readonly slots: Uint8Array<ArrayBuffer>;
+  /** How many messages the last `recvmmsg` filled (their name lengths need setting back). */
+  namesFilled = 0;
   readonly #mapping: SlotMapping;
 
   constructor(capacity: number) {
@@ -574,11 +576,15 @@ export class BatchedUdpSocket implements DatagramTransport {
     }
     vector.setIovec(0, this.#lastBufferBase, buffer.byteLength);
     const capacity = vector.capacity;
-    for (let index = 0; index < capacity; index++) vector.setNameLength(index, SOCKADDR_BYTES);
+    // The kernel shortened the name lengths of the messages it filled last time, and only those.
+    for (let index = 0; index < vector.namesFilled; index++) {
+      vector.setNameLength(index, SOCKADDR_BYTES);
+    }
     let count: number;
     do {
       count = this.#libc.recvmmsg(this.fd, vector.headers, capacity, MSG_DONTWAIT, null);
     } while (count < 0 && errno() === EINTR);
+    vector.namesFilled = Math.max(0, count);
     // Nothing queued (EAGAIN), or an error: either way Deno's receive takes over, and it waits or
     // reports the error itself. errno is only a hint here (see `errno`), never the error reported.
     if (count < 0) return 0;

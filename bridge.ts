@@ -16,7 +16,7 @@ import {
   parseHost,
   parseHostPort,
   parsePort,
-} from "./lib/address.ts";
+} from "./lib/base/address.ts";
 import {
   BRIDGE_DROP_REASONS,
   BridgeStartError,
@@ -24,25 +24,26 @@ import {
   DEFAULT_IDLE_TIMEOUT_MS,
   type DirectionStats,
   startBridge,
-} from "./lib/bridge_relay.ts";
-import { runMain, UsageError, VERSION } from "./lib/cli.ts";
+} from "./lib/bridge/bridge_relay.ts";
+import { runMain } from "./lib/cli/run_main.ts";
+import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import {
   checkImpairmentOptions,
   DEFAULT_QUEUE_LIMIT_MS,
   formatBlackout,
   type ImpairmentOptions,
   parseBlackout,
-} from "./lib/impairment.ts";
-import type { LogLevel } from "./lib/log.ts";
+} from "./lib/bridge/impairment.ts";
+import type { LogLevel } from "./lib/base/log.ts";
 import {
   LOG_LEVELS,
   type LogFormat,
   programLogger,
   setUpLogging,
   shutDownLogging,
-} from "./lib/logging.ts";
-import { runUntilSignal, type Stoppable } from "./lib/program.ts";
-import { parseDuration, parsePercent, parseRate } from "./lib/units.ts";
+} from "./lib/ops/logging.ts";
+import { runUntilSignal, type Stoppable } from "./lib/cli/program.ts";
+import { parseDuration, parsePercent, parseRate } from "./lib/base/units.ts";
 
 const PROGRAM = "mpbridge";
 const DEFAULT_LISTEN_HOST = "0.0.0.0";

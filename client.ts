@@ -7,8 +7,9 @@
  *     mpclient [OPTIONS] [[HOST:]PORT] CONFIG_FILE
  */
 
-import { formatHostPort, parseHostPort } from "./lib/address.ts";
-import { runMain, UsageError, VERSION } from "./lib/cli.ts";
+import { formatHostPort, parseHostPort } from "./lib/base/address.ts";
+import { runMain } from "./lib/cli/run_main.ts";
+import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import {
   ClientDriver,
   type ClientDriverOptions,
@@ -17,10 +18,11 @@ import {
   type ClientScheduling,
   type ForwardStatus,
   type Socks5Status,
-} from "./lib/client_driver.ts";
-import { type ClientTiming, DEFAULT_CLIENT_TIMING, formatSessionId } from "./lib/client_core.ts";
-import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
-import type { Logger } from "./lib/log.ts";
+} from "./lib/driver/client_driver.ts";
+import { type ClientTiming, DEFAULT_CLIENT_TIMING } from "./lib/session/client_core.ts";
+import { formatSessionId } from "./lib/wire/session_id.ts";
+import { type ControlServer, runStatusCommand, startControlServer } from "./lib/ops/control.ts";
+import type { Logger } from "./lib/base/log.ts";
 import {
   applyClientFlags,
   CLIENT_FLAG_OPTIONS,
@@ -28,18 +30,18 @@ import {
   type ClientConfig,
   EMPTY_CLIENT_CONFIG,
   loadClientConfigFile,
-} from "./lib/config.ts";
-import { programLogger, setUpLogging } from "./lib/logging.ts";
-import { fastPathFields } from "./lib/fast_paths.ts";
-import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
-import { loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
-import { type ClientStatus, clientStatus } from "./lib/status.ts";
-import type { Socks5Credentials } from "./lib/socks5.ts";
+} from "./lib/ops/config.ts";
+import { programLogger, setUpLogging } from "./lib/ops/logging.ts";
+import { fastPathFields } from "./lib/ops/fast_paths.ts";
+import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/cli/program.ts";
+import { loadSecret, SECRET_ENV_VAR } from "./lib/crypto/secret.ts";
+import { type ClientStatus, clientStatus } from "./lib/ops/status.ts";
+import type { Socks5Credentials } from "./lib/socks5/messages.ts";
 import {
   SOCKS5_PASSWORD_ENV_VAR,
   SOCKS5_USER_ENV_VAR,
   socks5CredentialsFrom,
-} from "./lib/socks5_front.ts";
+} from "./lib/socks5/front.ts";
 
 const HELP = `mpclient ${VERSION} — the client end of mptunnel, a multipath UDP tunnel
 

@@ -8,17 +8,18 @@
  * from the same library the programs use.
  */
 
-import { runMain, UsageError, VERSION } from "./lib/cli.ts";
-import { startBridge } from "./lib/bridge_relay.ts";
-import type { Bridge } from "./lib/bridge_relay.ts";
-import { ClientDriver } from "./lib/client_driver.ts";
-import { deriveSecretKeys } from "./lib/handshake.ts";
-import { silentLogger } from "./lib/log.ts";
-import { parseArguments } from "./lib/program.ts";
-import { generateSecret } from "./lib/secret.ts";
-import { ServerDriver } from "./lib/server_driver.ts";
-import { runTrafficStream, runUdpEcho, type StreamReport } from "./lib/traffic.ts";
-import { parseDuration, parsePercent } from "./lib/units.ts";
+import { runMain } from "./lib/cli/run_main.ts";
+import { UsageError, VERSION } from "./lib/base/usage_error.ts";
+import { startBridge } from "./lib/bridge/bridge_relay.ts";
+import type { Bridge } from "./lib/bridge/bridge_relay.ts";
+import { ClientDriver } from "./lib/driver/client_driver.ts";
+import { deriveSecretKeys } from "./lib/crypto/handshake.ts";
+import { silentLogger } from "./lib/base/log.ts";
+import { parseArguments } from "./lib/cli/program.ts";
+import { generateSecret } from "./lib/crypto/secret.ts";
+import { ServerDriver } from "./lib/driver/server_driver.ts";
+import { runTrafficStream, runUdpEcho, type StreamReport } from "./tools/traffic.ts";
+import { parseDuration, parsePercent } from "./lib/base/units.ts";
 
 const HELP = `mptunnel demo ${VERSION} — the tunnel against a lossy network, on loopback
 

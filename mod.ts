@@ -28,56 +28,61 @@ export {
   DEFAULT_CLIENT_TIMING,
   type FlowRefusal,
   type FlowTarget,
-} from "./lib/client_core.ts";
-export { type SchedulingMode } from "./lib/scheduler.ts";
+} from "./lib/session/client_core.ts";
+export { type SchedulingMode } from "./lib/session/scheduler.ts";
 export {
   chooseFecParameters,
   FecDecoder,
   FecEncoder,
   type FecParameters,
   residualLossRatio,
-} from "./lib/fec.ts";
-export { ReedSolomon } from "./lib/reed_solomon.ts";
-export { ReorderBuffer } from "./lib/reorder.ts";
-export { addressAllowed, chooseTarget, type TargetPolicy } from "./lib/target_policy.ts";
+} from "./lib/fec/fec.ts";
+export { ReedSolomon } from "./lib/fec/reed_solomon.ts";
+export { ReorderBuffer } from "./lib/session/reorder.ts";
+export { addressAllowed, chooseTarget, type TargetPolicy } from "./lib/session/target_policy.ts";
 export {
   DEFAULT_SERVER_LIMITS,
   ServerCore,
   type ServerLimits,
   type ServerOutbox,
-} from "./lib/server_core.ts";
+} from "./lib/session/server_core.ts";
 export {
   ClientDriver,
   type ClientDriverOptions,
   type ClientPathTarget,
-} from "./lib/client_driver.ts";
-export { ServerDriver, type ServerDriverOptions } from "./lib/server_driver.ts";
-export { type Bridge, type BridgeOptions, startBridge } from "./lib/bridge_relay.ts";
-export { type ImpairmentOptions } from "./lib/impairment.ts";
-export { deriveSecretKeys, type SecretKeys } from "./lib/handshake.ts";
-export { generateSecret, loadSecret } from "./lib/secret.ts";
+} from "./lib/driver/client_driver.ts";
+export { ServerDriver, type ServerDriverOptions } from "./lib/driver/server_driver.ts";
+export { type Bridge, type BridgeOptions, startBridge } from "./lib/bridge/bridge_relay.ts";
+export { type ImpairmentOptions } from "./lib/bridge/impairment.ts";
+export { deriveSecretKeys, type SecretKeys } from "./lib/crypto/handshake.ts";
+export { generateSecret, loadSecret } from "./lib/crypto/secret.ts";
 export {
   type ClientConfig,
   ConfigError,
   parseClientConfig,
   parseServerConfig,
   type ServerConfig,
-} from "./lib/config.ts";
-export { type Logger, recordingLogger, silentLogger } from "./lib/log.ts";
-export { type ClientStatus, clientStatus, type ServerStatus, serverStatus } from "./lib/status.ts";
-export { formatMetrics } from "./lib/metrics.ts";
-export { type ControlServer, startControlServer } from "./lib/control.ts";
-export { type DropReason } from "./lib/stats.ts";
+} from "./lib/ops/config.ts";
+export { type Logger, recordingLogger, silentLogger } from "./lib/base/log.ts";
+export {
+  type ClientStatus,
+  clientStatus,
+  type ServerStatus,
+  serverStatus,
+} from "./lib/ops/status.ts";
+export { formatMetrics } from "./lib/ops/metrics.ts";
+export { type ControlServer, startControlServer } from "./lib/ops/control.ts";
+export { type DropReason } from "./lib/base/counters.ts";
 export {
   DECLARED_FLOW_BASE,
   MAX_APP_PAYLOAD_BYTES,
   PROTOCOL_VERSION,
   TUNNEL_OVERHEAD_BYTES,
-} from "./lib/wire.ts";
+} from "./lib/wire/messages.ts";
 export {
   formatStreamReport,
   runTrafficSink,
   runTrafficStream,
   runUdpEcho,
   type StreamReport,
-} from "./lib/traffic.ts";
+} from "./tools/traffic.ts";

@@ -8,9 +8,10 @@
  *     mpserver keygen
  */
 
-import { formatHostPort, type HostPort, parseHostPort } from "./lib/address.ts";
-import { runMain, UsageError, VERSION } from "./lib/cli.ts";
-import { type ControlServer, runStatusCommand, startControlServer } from "./lib/control.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "./lib/base/address.ts";
+import { runMain } from "./lib/cli/run_main.ts";
+import { UsageError, VERSION } from "./lib/base/usage_error.ts";
+import { type ControlServer, runStatusCommand, startControlServer } from "./lib/ops/control.ts";
 import {
   applyServerFlags,
   EMPTY_SERVER_CONFIG,
@@ -19,14 +20,14 @@ import {
   SERVER_FLAG_OPTIONS,
   SERVER_KEYWORD_HELP,
   type ServerConfig,
-} from "./lib/config.ts";
-import type { Logger } from "./lib/log.ts";
-import { programLogger, setUpLogging } from "./lib/logging.ts";
-import { fastPathFields } from "./lib/fast_paths.ts";
-import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/program.ts";
-import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/secret.ts";
-import { describeListeners, ServerDriver } from "./lib/server_driver.ts";
-import { serverStatus } from "./lib/status.ts";
+} from "./lib/ops/config.ts";
+import type { Logger } from "./lib/base/log.ts";
+import { programLogger, setUpLogging } from "./lib/ops/logging.ts";
+import { fastPathFields } from "./lib/ops/fast_paths.ts";
+import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/cli/program.ts";
+import { generateSecret, loadSecret, SECRET_ENV_VAR } from "./lib/crypto/secret.ts";
+import { describeListeners, ServerDriver } from "./lib/driver/server_driver.ts";
+import { serverStatus } from "./lib/ops/status.ts";
 
 const HELP = `mpserver ${VERSION} — the server end of mptunnel, a multipath UDP tunnel
 

@@ -1,25 +1,17 @@
 /**
- * Speed of lib/crypto.ts: the per-datagram AEAD (both algorithms, a small and a full-MTU payload,
+ * Speed of lib/crypto/aead_factory.ts: the per-datagram AEAD (both algorithms, a small and a full-MTU payload,
  * each with both implementations: OpenSSL through FFI and the `node:crypto` fallback) and the
  * per-handshake X25519 and HKDF. Run with `deno bench --allow-ffi bench/crypto_bench.ts` (without
  * FFI only the `node:crypto` rows run); the numbers behind DEFAULT_AEAD and the default
- * implementation are recorded at the top of lib/crypto.ts.
+ * implementation are recorded at the top of lib/crypto/aead_factory.ts.
  */
 
 import { createCipheriv } from "node:crypto";
-import { createOpensslAead, opensslAeadUnavailable } from "../lib/aead_openssl.ts";
-import {
-  type Aead,
-  type AeadAlgorithm,
-  type AeadImplementation,
-  createNodeAead,
-  generateKeyPair,
-  hkdf,
-  hmac16,
-  randomBytes,
-  TAG_BYTES,
-  x25519,
-} from "../lib/crypto.ts";
+import { createOpensslAead, opensslAeadUnavailable } from "../lib/crypto/aead_openssl.ts";
+import { type Aead, type AeadAlgorithm, TAG_BYTES } from "../lib/crypto/aead.ts";
+import type { AeadImplementation } from "../lib/crypto/aead_factory.ts";
+import { createNodeAead } from "../lib/crypto/aead_node.ts";
+import { generateKeyPair, hkdf, hmac16, randomBytes, x25519 } from "../lib/crypto/primitives.ts";
 
 const ALGORITHMS: readonly AeadAlgorithm[] = ["chacha20-poly1305", "aes-256-gcm"];
 const PAYLOAD_SIZES_BYTES = [64, 1200] as const;

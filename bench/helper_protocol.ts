@@ -2,7 +2,7 @@
  * What the benchmark's helper processes share: the datagram they number, and the one-JSON-object-
  * per-line conversation on stdin and stdout through which `bench/tunnel_bench.ts` drives them.
  *
- * A benchmark datagram is a traffic datagram of `lib/traffic.ts` without the pattern (checking a
+ * A benchmark datagram is a traffic datagram of `tools/traffic.ts` without the pattern (checking a
  * 1200-byte pattern in JavaScript would cost the sink more than receiving it):
  *
  * | offset | size | field                                      |
@@ -13,7 +13,7 @@
  * | 16     | …    | zeros                                       |
  */
 
-import { TRAFFIC_MAGIC } from "../lib/traffic.ts";
+import { TRAFFIC_MAGIC } from "../tools/traffic.ts";
 
 /** The smallest benchmark datagram: magic, stream id, sequence number. */
 export const BENCH_HEADER_BYTES = 16;

@@ -9,12 +9,13 @@
  * Prints `listening on PORT` to stderr once ready; runs until SIGINT or SIGTERM, then closes its
  * sockets and exits normally (so `deno run --cpu-prof` can write its profile).
  *
- * It opens its sockets with `Deno.listenDatagram` itself, not through `lib/udp.ts`, so that the
+ * It opens its sockets with `Deno.listenDatagram` itself, not through `lib/io/udp.ts`, so that the
  * yardstick stays a plain Deno socket whatever the tunnel's own socket layer learns later (larger
  * buffers, batching).
  */
 
-import { classifySendError, MAX_UDP_PAYLOAD_BYTES, type UdpAddress } from "../lib/udp.ts";
+import { classifySendError } from "../lib/io/udp.ts";
+import { MAX_UDP_PAYLOAD_BYTES, type UdpAddress } from "../lib/io/transport.ts";
 
 /** A plain Deno UDP socket on loopback. */
 function plainSocket(port: number): Deno.DatagramConn {

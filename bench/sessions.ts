@@ -11,10 +11,11 @@
  * {@link ESTABLISH_TIMEOUT_MS}): `{"established":1000,"count":1000,"ms":5400}`. Runs until killed.
  */
 
-import { ClientCore, type ClientOutbox } from "../lib/client_core.ts";
-import { deriveSecretKeys } from "../lib/handshake.ts";
-import { silentLogger } from "../lib/log.ts";
-import { bindUdp, classifySendError, type UdpAddress } from "../lib/udp.ts";
+import { ClientCore, type ClientOutbox } from "../lib/session/client_core.ts";
+import { deriveSecretKeys } from "../lib/crypto/handshake.ts";
+import { silentLogger } from "../lib/base/log.ts";
+import { bindUdp, classifySendError } from "../lib/io/udp.ts";
+import type { UdpAddress } from "../lib/io/transport.ts";
 
 /** Sessions started per {@link START_INTERVAL_MS}: 150 a second, under the server's 200/s limit. */
 const STARTS_PER_INTERVAL = 15;

@@ -32,9 +32,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { runTrafficStream } from "../lib/traffic.ts";
-import { generateSecret, SECRET_ENV_VAR } from "../lib/secret.ts";
-import { DEFAULT_UDP_IO, UDP_IO_ENV_VAR, type UdpIo } from "../lib/udp.ts";
+import { runTrafficStream } from "../tools/traffic.ts";
+import { generateSecret, SECRET_ENV_VAR } from "../lib/crypto/secret.ts";
+import { DEFAULT_UDP_IO, UDP_IO_ENV_VAR, type UdpIo } from "../lib/io/udp.ts";
 import {
   commandExists,
   denoScript,
@@ -226,7 +226,7 @@ const RELAY_PAIR: ConfigSpec = {
 };
 const SOCAT: ConfigSpec = { ...RELAY, id: "socat", label: "socat relay", kind: "socat" };
 const BATCHED = { io: "batched" } as const;
-/** The key comparison runs the default socket layer (batched; see lib/udp.ts DEFAULT_UDP_IO). */
+/** The key comparison runs the default socket layer (batched; see lib/io/udp.ts DEFAULT_UDP_IO). */
 const KEY_ENCRYPTED = tunnel(3, true, BATCHED);
 const KEY_PLAIN = tunnel(3, false, BATCHED);
 

@@ -12,13 +12,13 @@
  * different bytes — the outcome, not the bytes, is what is asserted.
  */
 import assert from "node:assert/strict";
-import { ClientCore, type ClientOutbox } from "../lib/client_core.ts";
-import { deriveSecretKeys, type SecretKeys } from "../lib/handshake.ts";
-import { silentLogger } from "../lib/log.ts";
-import { type Random, seededRandom } from "../lib/rng.ts";
-import { ServerCore, type ServerOutbox } from "../lib/server_core.ts";
-import { DROP_REASONS, type DropCounters } from "../lib/stats.ts";
-import type { UdpAddress } from "../lib/udp.ts";
+import { ClientCore, type ClientOutbox } from "../lib/session/client_core.ts";
+import { deriveSecretKeys, type SecretKeys } from "../lib/crypto/handshake.ts";
+import { silentLogger } from "../lib/base/log.ts";
+import { type Random, seededRandom } from "../lib/base/rng.ts";
+import { ServerCore, type ServerOutbox } from "../lib/session/server_core.ts";
+import { DROP_REASONS, type DropCounters } from "../lib/base/counters.ts";
+import type { UdpAddress } from "../lib/io/transport.ts";
 import {
   decodeMessage,
   encodeNotice,
@@ -27,7 +27,7 @@ import {
   MessageType,
   type NoticeCodeValue,
   SEALED_HEADER_BYTES,
-} from "../lib/wire.ts";
+} from "../lib/wire/messages.ts";
 
 const SECRET = "fuzzing is the art of being rude to parsers 7";
 const PATH_COUNT = 2;

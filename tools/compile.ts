@@ -14,7 +14,8 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { runMain, UsageError, VERSION } from "../lib/cli.ts";
+import { runMain } from "../lib/cli/run_main.ts";
+import { UsageError, VERSION } from "../lib/base/usage_error.ts";
 
 const REPOSITORY_ROOT = fileURLToPath(new URL("../", import.meta.url));
 /** Where the release binaries and SHA256SUMS go, relative to the repository root. */
@@ -281,7 +282,7 @@ async function checkVersionsAgree(): Promise<void> {
   const manifest = JSON.parse(await Deno.readTextFile(join(REPOSITORY_ROOT, "deno.json")));
   if (manifest.version !== VERSION) {
     throw new UsageError(
-      `deno.json has version ${manifest.version} but lib/cli.ts has ${VERSION}; make them agree`,
+      `deno.json has version ${manifest.version} but lib/base/usage_error.ts has ${VERSION}; make them agree`,
     );
   }
 }

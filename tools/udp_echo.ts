@@ -9,9 +9,10 @@
  * stderr once ready, and the counts on SIGINT or SIGTERM.
  */
 
-import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
-import { runMain, UsageError } from "../lib/cli.ts";
-import { runUdpEcho } from "../lib/traffic.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../lib/base/address.ts";
+import { runMain } from "../lib/cli/run_main.ts";
+import { UsageError } from "../lib/base/usage_error.ts";
+import { runUdpEcho } from "./traffic.ts";
 
 const PROGRAM = "udp_echo";
 const USAGE = `Usage: deno run --allow-net tools/udp_echo.ts [HOST:]PORT

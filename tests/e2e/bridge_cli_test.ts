@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { lookup } from "node:dns/promises";
 import { fileURLToPath } from "node:url";
-import { VERSION } from "../../lib/cli.ts";
-import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
+import { VERSION } from "../../lib/base/usage_error.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
+import type { UdpAddress } from "../../lib/io/transport.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BRIDGE = fileURLToPath(new URL("../../bridge.ts", import.meta.url));

@@ -4,7 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { bindUdp, type DatagramTransport } from "../../lib/udp.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
+import type { DatagramTransport } from "../../lib/io/transport.ts";
 import { denoScript, freeUdpPort, withTimeout } from "./harness.ts";
 
 const LOOPBACK = "127.0.0.1";

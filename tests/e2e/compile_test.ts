@@ -8,9 +8,10 @@
  */
 
 import assert from "node:assert/strict";
-import { VERSION } from "../../lib/cli.ts";
-import { runUdpEcho } from "../../lib/traffic.ts";
-import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
+import { VERSION } from "../../lib/base/usage_error.ts";
+import { runUdpEcho } from "../../tools/traffic.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
+import type { UdpAddress } from "../../lib/io/transport.ts";
 import {
   binaryName,
   type BuildOutcome,

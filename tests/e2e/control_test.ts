@@ -12,9 +12,10 @@
  */
 
 import assert from "node:assert/strict";
-import { formatHostPort, type HostPort } from "../../lib/address.ts";
-import type { ClientStatus, ServerStatus } from "../../lib/status.ts";
-import { bindUdp, classifySendError, type DatagramTransport } from "../../lib/udp.ts";
+import { formatHostPort, type HostPort } from "../../lib/base/address.ts";
+import type { ClientStatus, ServerStatus } from "../../lib/ops/status.ts";
+import { bindUdp, classifySendError } from "../../lib/io/udp.ts";
+import type { DatagramTransport, UdpAddress } from "../../lib/io/transport.ts";
 import {
   freeUdpPort,
   type ProcessHandle,
@@ -89,7 +90,7 @@ async function eventually(what: string, check: () => Promise<boolean>): Promise<
 async function echo(socket: DatagramTransport): Promise<void> {
   const buffer = new Uint8Array(65536);
   for (;;) {
-    let received: [Uint8Array, Deno.NetAddr];
+    let received: [Uint8Array, UdpAddress];
     try {
       received = await socket.receive(buffer);
     } catch {

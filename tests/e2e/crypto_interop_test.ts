@@ -5,10 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { opensslAeadUnavailable } from "../../lib/aead_openssl.ts";
-import { AEAD_IMPLEMENTATION_ENV_VAR } from "../../lib/crypto.ts";
-import { generateSecret, SECRET_ENV_VAR } from "../../lib/secret.ts";
-import { runTrafficStream, runUdpEcho } from "../../lib/traffic.ts";
+import { opensslAeadUnavailable } from "../../lib/crypto/aead_openssl.ts";
+import { AEAD_IMPLEMENTATION_ENV_VAR } from "../../lib/crypto/aead_factory.ts";
+import { generateSecret, SECRET_ENV_VAR } from "../../lib/crypto/secret.ts";
+import { runTrafficStream, runUdpEcho } from "../../tools/traffic.ts";
 import { denoScript, freeUdpPorts, type ProcessHandle, STARTUP_TIMEOUT_MS } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { DASHBOARD_HISTORY_SAMPLES, DASHBOARD_HTML } from "../../lib/dashboard.ts";
+import { DASHBOARD_HISTORY_SAMPLES, DASHBOARD_HTML } from "../../lib/ops/dashboard.ts";
 import { requireTool, withTimeout } from "./harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bindUdp } from "../../lib/udp.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
 import {
   commandExists,
   denoScript,

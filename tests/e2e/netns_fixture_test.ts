@@ -282,7 +282,7 @@ Deno.test({
   ignore,
   async fn() {
     await using network = await createUplinkNetwork();
-    const moduleUrl = new URL("../../lib/interfaces.ts", import.meta.url).href;
+    const moduleUrl = new URL("../../lib/uplink/interfaces.ts", import.meta.url).href;
     const watcherCode = `
 import { watchInterfaces } from ${JSON.stringify(moduleUrl)};
 watchInterfaces({ intervalMs: 50, onChanges: (changes) => {

@@ -3,7 +3,7 @@
  * dropping the session or a datagram.
  */
 import assert from "node:assert/strict";
-import { runTrafficStream, runUdpEcho } from "../../lib/traffic.ts";
+import { runTrafficStream, runUdpEcho } from "../../tools/traffic.ts";
 import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";

@@ -5,11 +5,12 @@
  * datagram once and nothing else, the stream must not stall, and the server's memory must stay flat.
  */
 import assert from "node:assert/strict";
-import { opensslAeadUnavailable } from "../../lib/aead_openssl.ts";
-import { generateSecret } from "../../lib/secret.ts";
-import { runTrafficSink, runTrafficStream } from "../../lib/traffic.ts";
-import { bindUdp, type UdpAddress } from "../../lib/udp.ts";
-import { batchedUdpUnavailable } from "../../lib/udp_batch.ts";
+import { opensslAeadUnavailable } from "../../lib/crypto/aead_openssl.ts";
+import { generateSecret } from "../../lib/crypto/secret.ts";
+import { runTrafficSink, runTrafficStream } from "../../tools/traffic.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
+import type { UdpAddress } from "../../lib/io/transport.ts";
+import { batchedUdpUnavailable } from "../../lib/io/udp_batch.ts";
 import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";

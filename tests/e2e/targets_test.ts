@@ -14,8 +14,9 @@
  */
 
 import assert from "node:assert/strict";
-import { formatStreamReport, runTrafficStream, runUdpEcho } from "../../lib/traffic.ts";
-import { bindUdp, type DatagramTransport } from "../../lib/udp.ts";
+import { formatStreamReport, runTrafficStream, runUdpEcho } from "../../tools/traffic.ts";
+import { bindUdp } from "../../lib/io/udp.ts";
+import type { DatagramTransport } from "../../lib/io/transport.ts";
 import {
   commandExists,
   denoScript,

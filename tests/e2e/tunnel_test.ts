@@ -12,7 +12,7 @@
  */
 
 import assert from "node:assert/strict";
-import { generateSecret } from "../../lib/secret.ts";
+import { generateSecret } from "../../lib/crypto/secret.ts";
 import {
   formatSinkReport,
   formatStreamReport,
@@ -21,8 +21,9 @@ import {
   type SinkStreamReport,
   type StreamReport,
   type TrafficSink,
-} from "../../lib/traffic.ts";
-import { bindUdp, classifySendError, type DatagramTransport } from "../../lib/udp.ts";
+} from "../../tools/traffic.ts";
+import { bindUdp, classifySendError } from "../../lib/io/udp.ts";
+import type { DatagramTransport } from "../../lib/io/transport.ts";
 import {
   delay,
   denoScript,

@@ -18,8 +18,8 @@
 import assert from "node:assert/strict";
 import { commandExists } from "./harness.ts";
 import { createUplinkNetwork, netnsUnavailableReason, type UplinkNetwork } from "./netns.ts";
-import { generateSecret } from "../../lib/secret.ts";
-import type { ClientStatus } from "../../lib/status.ts";
+import { generateSecret } from "../../lib/crypto/secret.ts";
+import type { ClientStatus } from "../../lib/ops/status.ts";
 
 const skipReason = (await netnsUnavailableReason()) ??
   (commandExists("nft") ? undefined : "nft (nftables) is not on PATH");
@@ -47,7 +47,7 @@ function denoEval(code: string): string[] {
  */
 function streamCode(durationMs: number): string {
   return `
-import { runTrafficStream } from "${new URL("lib/traffic.ts", `file://${REPOSITORY_ROOT}`)}";
+import { runTrafficStream } from "${new URL("tools/traffic.ts", `file://${REPOSITORY_ROOT}`)}";
 console.log("go");
 const report = await runTrafficStream({
   target: { hostname: "127.0.0.1", port: ${CLIENT_PORT} },

@@ -8,9 +8,9 @@
  * silence, and how often a datagram overtook its predecessor.
  */
 
-import type { ClientTiming } from "../../lib/client_core.ts";
-import type { FecParameters } from "../../lib/fec.ts";
-import type { SchedulingMode } from "../../lib/scheduler.ts";
+import type { ClientTiming } from "../../lib/session/client_core.ts";
+import type { FecParameters } from "../../lib/fec/fec.ts";
+import type { SchedulingMode } from "../../lib/session/scheduler.ts";
 import type { PathOptions } from "./network.ts";
 import { TunnelScenario } from "./tunnel_harness.ts";
 

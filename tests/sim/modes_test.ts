@@ -11,7 +11,7 @@ import {
   type ModeResult,
   runModeScenario,
 } from "./mode_scenarios.ts";
-import type { SchedulingMode } from "../../lib/scheduler.ts";
+import type { SchedulingMode } from "../../lib/session/scheduler.ts";
 
 const SEED = 1;
 

@@ -30,7 +30,7 @@
  * ```
  */
 
-import { type Random, seededRandom } from "../../lib/rng.ts";
+import { type Random, seededRandom } from "../../lib/base/rng.ts";
 
 /** How many times an endpoint's timer may fire at one instant before the network calls it a busy loop. */
 export const DEFAULT_TIMER_CALLS_PER_INSTANT_LIMIT = 10_000;

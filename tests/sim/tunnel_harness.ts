@@ -33,13 +33,13 @@ import {
   type ClientCoreOptions,
   type ClientOutbox,
   type ClientTiming,
-} from "../../lib/client_core.ts";
-import { deriveSecretKeys, type SecretKeys } from "../../lib/handshake.ts";
-import type { Logger, LogLevel, LogProperties } from "../../lib/log.ts";
-import { type Random, seededRandom } from "../../lib/rng.ts";
-import { ServerCore, type ServerLimits, type ServerOutbox } from "../../lib/server_core.ts";
-import type { UdpAddress } from "../../lib/udp.ts";
-import { MessageType, SEALED_HEADER_BYTES } from "../../lib/wire.ts";
+} from "../../lib/session/client_core.ts";
+import { deriveSecretKeys, type SecretKeys } from "../../lib/crypto/handshake.ts";
+import type { Logger, LogLevel, LogProperties } from "../../lib/base/log.ts";
+import { type Random, seededRandom } from "../../lib/base/rng.ts";
+import { ServerCore, type ServerLimits, type ServerOutbox } from "../../lib/session/server_core.ts";
+import type { UdpAddress } from "../../lib/io/transport.ts";
+import { MessageType, SEALED_HEADER_BYTES } from "../../lib/wire/messages.ts";
 import {
   type ConstantStream,
   constantStream,

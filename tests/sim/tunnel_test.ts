@@ -14,12 +14,12 @@
  */
 
 import assert from "node:assert/strict";
-import { opensslAeadUnavailable, opensslLiveContexts } from "../../lib/aead_openssl.ts";
-import { DEFAULT_CLIENT_TIMING } from "../../lib/client_core.ts";
-import { aeadImplementation } from "../../lib/crypto.ts";
-import { BUSY_PROBE_INTERVAL_MS } from "../../lib/scheduler.ts";
-import { type Random, seededRandom } from "../../lib/rng.ts";
-import { encodeReset, MessageType } from "../../lib/wire.ts";
+import { opensslAeadUnavailable, opensslLiveContexts } from "../../lib/crypto/aead_openssl.ts";
+import { DEFAULT_CLIENT_TIMING } from "../../lib/session/client_core.ts";
+import { aeadImplementation } from "../../lib/crypto/aead_factory.ts";
+import { BUSY_PROBE_INTERVAL_MS } from "../../lib/session/scheduler.ts";
+import { type Random, seededRandom } from "../../lib/base/rng.ts";
+import { encodeReset, MessageType } from "../../lib/wire/messages.ts";
 import type { ObservedDatagram, PathOptions } from "./network.ts";
 import { TunnelScenario } from "./tunnel_harness.ts";
 

@@ -14,13 +14,11 @@
  *
  * Receiving: the first datagram of a batch goes straight into the caller's buffer (no copy); the
  * rest wait in slots of this socket and are copied into the caller's buffer by the next `receive`
- * calls. Every slot has room for the largest UDP datagram ({@link SLOT_BYTES}), so a datagram of any
- * size may arrive anywhere in a burst. That costs little memory because the slot area is mapped
- * with `mmap` and the kernel gives it pages only where datagrams are written: a small datagram
- * touches one page of its slot, and after a datagram longer than 12 KiB the rest of its slot is
- * given back (`madvise(MADV_DONTNEED)`), so a socket keeps at most 12 KiB per slot. The slot area
- * starts at 8 slots and doubles, up to {@link BATCH_DATAGRAMS}, whenever a batch fills it; it is
- * unmapped when the socket closes (or, for one left open, when it is garbage-collected).
+ * calls. Every slot has room for the largest UDP datagram ({@link SLOT_BYTES}), mapped with `mmap`
+ * so that the kernel gives it pages only where datagrams are written (`message_vector.ts` says
+ * more). The slot area starts at 8 slots and doubles, up to {@link BATCH_DATAGRAMS}, whenever a
+ * batch fills it; it is unmapped when the socket closes (or, for one left open, when it is
+ * garbage-collected).
  *
  * Sending: `send` queues the datagram (its bytes are read by the kernel when the queue is flushed,
  * so the buffer must stay unchanged until the promise settles, as with Deno's own socket); the queue
@@ -33,15 +31,47 @@
  * `::ffff:a.b.c.d`. Errors are Deno's own: a datagram the kernel refuses, and a receive that fails,
  * are handed to Deno's `send` and `receive`, which report them (errno read through FFI is only a
  * hint, see `errno`), so `classifySendError` reads them alike.
+ *
+ * Beside it: the libc binding and errno (`libc.ts`), socket addresses in libc's bytes
+ * (`sockaddr.ts`), and the message vectors with their slot memory (`message_vector.ts`).
  */
 
 import type { HostPort } from "../base/address.ts";
 import type { DatagramTransport, UdpAddress } from "./transport.ts";
+import {
+  addressOf,
+  EAGAIN,
+  EBADF,
+  EINTR,
+  errno,
+  type Libc,
+  libcUnavailable,
+  loadedLibc,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  SO_RCVBUF,
+  SO_SNDBUF,
+  SOL_SOCKET,
+} from "./libc.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  decodeSockaddr,
+  encodeSockaddr,
+  parseIPv4,
+  SOCKADDR_BYTES,
+  SOCKADDR_IN_BYTES,
+} from "./sockaddr.ts";
+import {
+  KEPT_SLOT_BYTES,
+  MessageVector,
+  MMSGHDR_BYTES,
+  ReceiveVector,
+  SLOT_BYTES,
+} from "./message_vector.ts";
 
 /** The most datagrams one `recvmmsg` or `sendmmsg` call moves. */
 export const BATCH_DATAGRAMS = 64;
-/** Room for each datagram received after the first of a batch: the largest UDP datagram fits. */
-export const SLOT_BYTES = 65536;
 /** `SO_RCVBUF` and `SO_SNDBUF` asked for (the kernel doubles it, capped by `net.core.*mem_max`). */
 export const SOCKET_BUFFER_BYTES = 4 << 20;
 /** Sender addresses remembered per socket; the cache starts over when it is full. */
@@ -53,216 +83,10 @@ const BATCHES_BEFORE_YIELD = 4;
 /** How far {@link findSocketFd} looks, and how many closed descriptors in a row end its search. */
 const MAX_SCANNED_FD = 1 << 20;
 const MAX_UNUSED_FDS_IN_A_ROW = 1024;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const SO_RCVBUF = 8;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const MAP_PRIVATE = 2;
-const MAP_ANONYMOUS = 0x20;
-const MAP_NORESERVE = 0x4000;
-const MADV_DONTNEED = 4;
-/** The page size the slots are given back in; 4 KiB on the architectures this layer runs on. */
-const PAGE_BYTES = 4096;
-/**
- * What each slot keeps of the memory a datagram touched: the pages of a longer one are given back
- * (a system call, and page faults when the slot is written again), so this is 12 KiB — DNS answers
- * and datagrams that fill a 9000-byte jumbo frame pay nothing, and a socket keeps at most 64 × 12
- * KiB.
- */
-const KEPT_SLOT_BYTES = 3 * PAGE_BYTES;
-const EINTR = 4;
-const EBADF = 9;
-const EAGAIN = 11;
-
-const SOCKADDR_BYTES = 28; // sockaddr_in6; a sockaddr_in uses the first 16
-const SOCKADDR_IN_BYTES = 16;
-const IOVEC_BYTES = 16;
-/** `struct mmsghdr` on 64-bit Linux: a 56-byte `msghdr`, the 4-byte `msg_len`, padding. */
-const MMSGHDR_BYTES = 64;
-const MSG_NAMELEN_OFFSET = 8;
-const MSG_IOV_OFFSET = 16;
-const MSG_IOVLEN_OFFSET = 24;
-const MSG_FLAGS_OFFSET = 48;
-const MSG_LEN_OFFSET = 56;
-
-const SYMBOLS = {
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
-  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
-  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
-  munmap: { parameters: ["pointer", "usize"], result: "i32" },
-  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let libc: Libc | undefined;
-let libcError: unknown;
 
 /** Why the batched socket cannot be used in this process, or undefined when it can. */
 export function batchedUdpUnavailable(): string | undefined {
-  if (Deno.build.os !== "linux") return `not Linux (${Deno.build.os})`;
-  if (Deno.build.arch !== "x86_64" && Deno.build.arch !== "aarch64") {
-    return `unsupported architecture ${Deno.build.arch}`;
-  }
-  if (libc !== undefined) return undefined;
-  if (libcError !== undefined) return String(libcError);
-  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return "no --allow-ffi";
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    return undefined;
-  } catch (error) {
-    libcError = error;
-    return String(error);
-  }
-}
-
-function loadedLibc(): Libc {
-  const reason = batchedUdpUnavailable();
-  if (reason !== undefined) throw new Error(`batched UDP unavailable: ${reason}`);
-  return libc!;
-}
-
-let errnoView: Deno.UnsafePointerView | undefined;
-
-/**
- * The last libc error number of this (the main) thread, read right after a synchronous call. Only a
- * hint: the runtime may run code of its own between the call and this read (a garbage collection
- * step, say) that changes errno — a receive once reported ENOENT this way — so callers use it to
- * choose a path (retry after EINTR, wait after EAGAIN) and leave reporting errors to Deno's own
- * calls. The view is made once, so that reading it allocates nothing.
- */
-function errno(): number {
-  errnoView ??= new Deno.UnsafePointerView(libc!.__errno_location()!);
-  return errnoView.getInt32();
-}
-
-function addressOf(bytes: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>)));
-}
-
-// -------------------------------------------------------------------------------------------------
-// Addresses
-
-const IPV4_LITERAL = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-/** The 4 bytes of an IPv4 literal, or undefined. */
-function parseIPv4(text: string): number[] | undefined {
-  const match = IPV4_LITERAL.exec(text);
-  if (!match) return undefined;
-  const bytes = match.slice(1).map(Number);
-  return bytes.every((byte) => byte <= 255) ? bytes : undefined;
-}
-
-/** The 16 bytes of an IPv6 literal (brackets and a numeric zone allowed), or undefined. */
-function parseIPv6(text: string): { bytes: number[]; scopeId: number } | undefined {
-  let body = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
-  let scopeId = 0;
-  const zone = body.indexOf("%");
-  if (zone >= 0) {
-    scopeId = Number(body.slice(zone + 1));
-    if (!Number.isInteger(scopeId)) return undefined;
-    body = body.slice(0, zone);
-  }
-  if (!body.includes(":")) return undefined;
-  const halves = body.split("::");
-  if (halves.length > 2) return undefined;
-  const words = (part: string): number[] | undefined => {
-    if (part === "") return [];
-    const result: number[] = [];
-    const groups = part.split(":");
-    for (let index = 0; index < groups.length; index++) {
-      const group = groups[index];
-      if (index === groups.length - 1 && group.includes(".")) {
-        const v4 = parseIPv4(group);
-        if (!v4) return undefined;
-        result.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
-      } else {
-        if (!/^[0-9a-f]{1,4}$/i.test(group)) return undefined;
-        result.push(parseInt(group, 16));
-      }
-    }
-    return result;
-  };
-  const head = words(halves[0]);
-  const tail = halves.length === 2 ? words(halves[1]) : [];
-  if (!head || !tail) return undefined;
-  const missing = 8 - head.length - tail.length;
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
-  const all = [...head, ...new Array(missing).fill(0), ...tail];
-  return { bytes: all.flatMap((word) => [word >> 8, word & 0xff]), scopeId };
-}
-
-/** Writes a `sockaddr_in` or `sockaddr_in6` for `hostname:port`; its length, or 0 when unknown. */
-function encodeSockaddr(
-  target: Uint8Array,
-  hostname: string,
-  port: number,
-  family: number,
-): number {
-  const view = new DataView(target.buffer, target.byteOffset, SOCKADDR_BYTES);
-  target.fill(0, 0, SOCKADDR_BYTES);
-  const name = hostname === "localhost" ? (family === AF_INET6 ? "::1" : "127.0.0.1") : hostname;
-  const v4 = parseIPv4(name);
-  if (v4 && family === AF_INET) {
-    view.setUint16(0, AF_INET, true);
-    view.setUint16(2, port);
-    target.set(v4, 4);
-    return SOCKADDR_IN_BYTES;
-  }
-  const v6 = v4
-    ? { bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4], scopeId: 0 }
-    : parseIPv6(name);
-  if (!v6) return 0;
-  if (family === AF_INET) return -1; // an IPv6 destination on an IPv4 socket
-  view.setUint16(0, AF_INET6, true);
-  view.setUint16(2, port);
-  target.set(v6.bytes, 8);
-  view.setUint32(24, v6.scopeId, true);
-  return SOCKADDR_BYTES;
-}
-
-/** The text of an IPv6 address as Deno (Rust) prints it: zeros compressed, mapped v4 dotted. */
-function formatIPv6(bytes: Uint8Array, offset: number): string {
-  const words: number[] = [];
-  for (let index = 0; index < 8; index++) {
-    words.push((bytes[offset + 2 * index] << 8) | bytes[offset + 2 * index + 1]);
-  }
-  if (words.slice(0, 5).every((word) => word === 0) && words[5] === 0xffff) {
-    return `::ffff:${bytes.subarray(offset + 12, offset + 16).join(".")}`;
-  }
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let start = 0; start < 8;) {
-    if (words[start] !== 0) {
-      start++;
-      continue;
-    }
-    let end = start;
-    while (end < 8 && words[end] === 0) end++;
-    if (end - start > bestLength) [bestStart, bestLength] = [start, end - start];
-    start = end;
-  }
-  const hex = (from: number, to: number) =>
-    words.slice(from, to).map((word) => word.toString(16)).join(":");
-  return bestStart < 0 ? hex(0, 8) : `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
-}
-
-/** Decodes a `sockaddr_in`/`sockaddr_in6` into a new address object. */
-function decodeSockaddr(bytes: Uint8Array, offset: number): UdpAddress {
-  const family = bytes[offset] | (bytes[offset + 1] << 8);
-  const port = (bytes[offset + 2] << 8) | bytes[offset + 3];
-  const hostname = family === AF_INET
-    ? bytes.subarray(offset + 4, offset + 8).join(".")
-    : formatIPv6(bytes, offset + 8);
-  return { transport: "udp", hostname, port };
+  return libcUnavailable();
 }
 
 /** The encoded forms of one destination, by socket family, kept beside the caller's object. */
@@ -276,125 +100,7 @@ interface EncodedAddress {
 /** Destinations encoded once each: the drivers keep one address object per peer. */
 const encodedAddresses = new WeakMap<UdpAddress, EncodedAddress>();
 
-// -------------------------------------------------------------------------------------------------
-// The socket
-
-/** A vector of `mmsghdr` with one iovec each, and the memory it names. */
-class MessageVector {
-  readonly headers: Uint8Array;
-  readonly headerView: DataView;
-  readonly iovecs: Uint8Array;
-  readonly iovecView: DataView;
-  readonly names: Uint8Array;
-
-  constructor(readonly capacity: number) {
-    this.headers = new Uint8Array(capacity * MMSGHDR_BYTES);
-    this.headerView = new DataView(this.headers.buffer);
-    this.iovecs = new Uint8Array(capacity * IOVEC_BYTES);
-    this.iovecView = new DataView(this.iovecs.buffer);
-    this.names = new Uint8Array(capacity * SOCKADDR_BYTES);
-    const iovecBase = addressOf(this.iovecs);
-    const nameBase = addressOf(this.names);
-    for (let index = 0; index < capacity; index++) {
-      const header = index * MMSGHDR_BYTES;
-      this.headerView.setBigUint64(header, nameBase + BigInt(index * SOCKADDR_BYTES), true);
-      this.headerView.setUint32(header + MSG_NAMELEN_OFFSET, SOCKADDR_BYTES, true);
-      this.headerView.setBigUint64(
-        header + MSG_IOV_OFFSET,
-        iovecBase + BigInt(index * IOVEC_BYTES),
-        true,
-      );
-      this.headerView.setBigUint64(header + MSG_IOVLEN_OFFSET, 1n, true);
-    }
-  }
-
-  setIovec(index: number, base: bigint, lengthBytes: number): void {
-    this.iovecView.setBigUint64(index * IOVEC_BYTES, base, true);
-    this.iovecView.setBigUint64(index * IOVEC_BYTES + 8, BigInt(lengthBytes), true);
-  }
-
-  setNameLength(index: number, bytes: number): void {
-    this.headerView.setUint32(index * MMSGHDR_BYTES + MSG_NAMELEN_OFFSET, bytes, true);
-  }
-
-  length(index: number): number {
-    return this.headerView.getUint32(index * MMSGHDR_BYTES + MSG_LEN_OFFSET, true);
-  }
-
-  flags(index: number): number {
-    return this.headerView.getInt32(index * MMSGHDR_BYTES + MSG_FLAGS_OFFSET, true);
-  }
-}
-
-/** A mapping of slot memory: where it starts and how long it is, for `munmap`. */
-interface SlotMapping {
-  base: bigint;
-  readonly lengthBytes: number;
-}
-
-function unmapSlots(mapping: SlotMapping): void {
-  if (mapping.base === 0n) return;
-  libc!.munmap(Deno.UnsafePointer.create(mapping.base), BigInt(mapping.lengthBytes));
-  mapping.base = 0n;
-}
-
-/** Unmaps the slot memory of receive vectors that were dropped without being freed. */
-const slotFinalizer = new FinalizationRegistry<SlotMapping>(unmapSlots);
-
-/**
- * The receive vector: message 0 into the caller's buffer, the rest into slots of {@link SLOT_BYTES}
- * in memory of its own mapping (see the module's comment). Call {@link free} when done with it.
- */
-class ReceiveVector extends MessageVector {
-  /** The slot area; unusable after {@link free}. */
-  readonly slots: Uint8Array<ArrayBuffer>;
-  /** How many messages the last `recvmmsg` filled (their name lengths need setting back). */
-  namesFilled = 0;
-  readonly #mapping: SlotMapping;
-
-  constructor(capacity: number) {
-    super(capacity);
-    const lengthBytes = capacity * SLOT_BYTES;
-    const pointer = libc!.mmap(
-      null,
-      BigInt(lengthBytes),
-      PROT_READ | PROT_WRITE,
-      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-      -1,
-      0n,
-    );
-    const base = BigInt(Deno.UnsafePointer.value(pointer));
-    if (pointer === null || base === 0xffff_ffff_ffff_ffffn) {
-      throw new Error("mmap of the receive slots failed (out of memory?)");
-    }
-    this.#mapping = { base, lengthBytes };
-    slotFinalizer.register(this, this.#mapping, this.#mapping);
-    this.slots = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer!, lengthBytes));
-    for (let index = 1; index < capacity; index++) {
-      this.setIovec(index, base + BigInt(index * SLOT_BYTES), SLOT_BYTES);
-    }
-  }
-
-  /** Gives back the pages of slot `index` past {@link KEPT_SLOT_BYTES}, after a long datagram. */
-  release(index: number): void {
-    if (this.#mapping.base === 0n) return;
-    const from = this.#mapping.base + BigInt(index * SLOT_BYTES + KEPT_SLOT_BYTES);
-    libc!.madvise(
-      Deno.UnsafePointer.create(from),
-      BigInt(SLOT_BYTES - KEPT_SLOT_BYTES),
-      MADV_DONTNEED,
-    );
-  }
-
-  /** Unmaps the slot area; the vector must not be used again. */
-  free(): void {
-    slotFinalizer.unregister(this.#mapping);
-    unmapSlots(this.#mapping);
-    // Detach the view's buffer: a stray read after this finds nothing instead of unmapped memory.
-    this.slots.buffer.transfer(0);
-  }
-}
-
+/** A datagram waiting for the next `sendmmsg`, and the promise `send` returned for it. */
 interface QueuedSend {
   readonly datagram: Uint8Array;
   readonly to: UdpAddress;
@@ -454,7 +160,7 @@ export class BatchedUdpSocket implements DatagramTransport {
   readonly #conn: Deno.DatagramConn;
   readonly #libc: Libc;
   readonly #family: number;
-  #receiveVector = new ReceiveVector(INITIAL_SLOTS);
+  #receiveVector: ReceiveVector;
   /** The vector the current batch lives in, while a larger one waits for the next batch. */
   #pendingVector: ReceiveVector | undefined;
   /** Received datagrams not handed out yet: indexes `#nextIndex` to `#receivedCount - 1`. */
@@ -472,12 +178,13 @@ export class BatchedUdpSocket implements DatagramTransport {
     this.#flushQueue();
   };
 
-  private constructor(conn: Deno.DatagramConn, fd: number, family: number) {
+  private constructor(conn: Deno.DatagramConn, fd: number, family: number, libc: Libc) {
     this.#conn = conn;
     this.fd = fd;
     this.#family = family;
     this.localAddress = conn.addr as UdpAddress;
-    this.#libc = libc!;
+    this.#libc = libc;
+    this.#receiveVector = new ReceiveVector(libc, INITIAL_SLOTS);
   }
 
   /**
@@ -507,7 +214,7 @@ export class BatchedUdpSocket implements DatagramTransport {
     // Best effort: the kernel caps what it grants.
     symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, value, 4);
     symbols.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, value, 4);
-    return new BatchedUdpSocket(conn, fd, family);
+    return new BatchedUdpSocket(conn, fd, family, symbols);
   }
 
   #batchesInARow = 0;
@@ -593,7 +300,7 @@ export class BatchedUdpSocket implements DatagramTransport {
     if (count === capacity && capacity < BATCH_DATAGRAMS) {
       let larger: ReceiveVector | undefined;
       try {
-        larger = new ReceiveVector(capacity * 2);
+        larger = new ReceiveVector(this.#libc, capacity * 2);
       } catch {
         // No memory for more slots: carry on with these.
       }
@@ -747,7 +454,3 @@ export class BatchedUdpSocket implements DatagramTransport {
 export function bindBatchedUdp(address: HostPort): DatagramTransport {
   return BatchedUdpSocket.bind(address);
 }
-
-// Loaded once, when this module is, where FFI is permitted: not inside whatever first binds a
-// socket (Deno's resource sanitizer would count the library against that test).
-batchedUdpUnavailable();

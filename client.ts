@@ -36,7 +36,7 @@ import { fastPathFields } from "./lib/ops/fast_paths.ts";
 import { keywordFlagHelp, parseProgramArguments, runUntilSignal } from "./lib/cli/program.ts";
 import { loadSecret, SECRET_ENV_VAR } from "./lib/crypto/secret.ts";
 import { type ClientStatus, clientStatus } from "./lib/ops/status.ts";
-import type { Socks5Credentials } from "./lib/socks5/messages.ts";
+import type { Socks5Credentials } from "./lib/socks5/session.ts";
 import {
   SOCKS5_PASSWORD_ENV_VAR,
   SOCKS5_USER_ENV_VAR,

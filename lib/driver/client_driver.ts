@@ -39,7 +39,7 @@ import { DeadlineTimer } from "../io/deadline_timer.ts";
 import { bindUdp, classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
 import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "../wire/messages.ts";
-import type { Socks5Credentials } from "../socks5/messages.ts";
+import type { Socks5Credentials } from "../socks5/session.ts";
 import {
   Socks5Front,
   type Socks5Tunnel,

@@ -18,15 +18,9 @@
 
 import { formatHostPort, type HostPort, isIPv4Literal } from "../base/address.ts";
 import type { Logger } from "../base/log.ts";
-import {
-  decodeUdpDatagram,
-  encodeUdpDatagram,
-  MAX_FIELD_BYTES,
-  type Socks5Address,
-  type Socks5Credentials,
-  Socks5Session,
-  type UdpDatagramFailure,
-} from "./messages.ts";
+import { MAX_FIELD_BYTES, type Socks5Address } from "./address.ts";
+import { type Socks5Credentials, Socks5Session } from "./session.ts";
+import { decodeUdpDatagram, encodeUdpDatagram, type UdpDatagramFailure } from "./udp_header.ts";
 import { LogThrottle } from "../base/throttle.ts";
 import { bindUdp, classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";

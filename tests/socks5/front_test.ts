@@ -6,13 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { recordingLogger } from "../../lib/base/log.ts";
-import {
-  decodeSocks5Address,
-  decodeUdpDatagram,
-  encodeUdpRequestHeader,
-  type Socks5Address,
-  type Socks5Credentials,
-} from "../../lib/socks5/messages.ts";
+import { decodeSocks5Address, type Socks5Address } from "../../lib/socks5/address.ts";
+import type { Socks5Credentials } from "../../lib/socks5/session.ts";
+import { decodeUdpDatagram, encodeUdpRequestHeader } from "../../lib/socks5/udp_header.ts";
 import {
   SOCKS5_PASSWORD_ENV_VAR,
   SOCKS5_USER_ENV_VAR,

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import {
   createOpensslAead,
-  type Libcrypto,
   loadedLibcrypto,
   opensslAeadUnavailable,
   opensslLibraryPath,
   opensslLiveContexts,
-  selfTest,
 } from "../../lib/crypto/aead_openssl.ts";
+import { selfTest } from "../../lib/crypto/aead_openssl_self_test.ts";
+import type { Libcrypto } from "../../lib/crypto/libcrypto.ts";
 import { type Aead, type AeadAlgorithm, MAX_COUNTER, TAG_BYTES } from "../../lib/crypto/aead.ts";
 import { AEAD_IMPLEMENTATION_ENV_VAR } from "../../lib/crypto/aead_factory.ts";
 import { createNodeAead } from "../../lib/crypto/aead_node.ts";

@@ -30,13 +30,13 @@ export {
   type FlowTarget,
 } from "./lib/session/client_core.ts";
 export { type SchedulingMode } from "./lib/session/scheduler.ts";
+export { FecDecoder } from "./lib/fec/decoder.ts";
+export { FecEncoder } from "./lib/fec/encoder.ts";
 export {
   chooseFecParameters,
-  FecDecoder,
-  FecEncoder,
   type FecParameters,
   residualLossRatio,
-} from "./lib/fec/fec.ts";
+} from "./lib/fec/parameters.ts";
 export { ReedSolomon } from "./lib/fec/reed_solomon.ts";
 export { ReorderBuffer } from "./lib/session/reorder.ts";
 export { addressAllowed, chooseTarget, type TargetPolicy } from "./lib/session/target_policy.ts";

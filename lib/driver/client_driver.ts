@@ -19,7 +19,7 @@
 
 import { formatHostPort, type HostPort, isIPv6Literal } from "../base/address.ts";
 import { assertNever } from "../base/assert.ts";
-import type { FecParameters } from "../fec/fec.ts";
+import type { FecParameters } from "../fec/parameters.ts";
 import type { SchedulingMode } from "../session/scheduler.ts";
 import {
   ClientCore,

@@ -19,13 +19,10 @@ import {
   type SecretKeys,
 } from "../crypto/handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "../crypto/key_phase.ts";
-import {
-  chooseFecParameters,
-  FecDecoder,
-  FecEncoder,
-  type FecParameters,
-  type FecShard,
-} from "../fec/fec.ts";
+import { FecDecoder } from "../fec/decoder.ts";
+import { FecEncoder } from "../fec/encoder.ts";
+import type { FecShard } from "../fec/group.ts";
+import { chooseFecParameters, type FecParameters } from "../fec/parameters.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import {
   adaptivePathCount,

@@ -8,7 +8,7 @@
  *   being independent) meets the target; all of them when none does.
  * - `balance`: one path per datagram, by smooth weighted round robin (nginx's), so shares follow the
  *   weights closely and evenly over short spans.
- * - `fec`: one shard per path in turn (round robin); the FEC group layer (`lib/fec/fec.ts`) decides the
+ * - `fec`: one shard per path in turn (round robin); the FEC group layer (`lib/fec/`) decides the
  *   shards.
  */
 

@@ -17,7 +17,9 @@
 import { formatSessionId } from "../wire/session_id.ts";
 import { respondToInit, type SecretKeys, verifyInit } from "../crypto/handshake.ts";
 import { KeyPhase, openMessage, sealMessage } from "../crypto/key_phase.ts";
-import { FecDecoder, FecEncoder, type FecShard } from "../fec/fec.ts";
+import { FecDecoder } from "../fec/decoder.ts";
+import { FecEncoder } from "../fec/encoder.ts";
+import type { FecShard } from "../fec/group.ts";
 import { ReorderBuffer } from "./reorder.ts";
 import { type SchedulingMode, WeightedRoundRobin } from "./scheduler.ts";
 import { formatHostPort } from "../base/address.ts";

@@ -9,7 +9,7 @@
  */
 
 import type { ClientTiming } from "../../lib/session/client_core.ts";
-import type { FecParameters } from "../../lib/fec/fec.ts";
+import type { FecParameters } from "../../lib/fec/parameters.ts";
 import type { SchedulingMode } from "../../lib/session/scheduler.ts";
 import type { PathOptions } from "./network.ts";
 import { TunnelScenario } from "./tunnel_harness.ts";

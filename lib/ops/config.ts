@@ -31,6 +31,9 @@ import {
 import { UsageError } from "../base/usage_error.ts";
 import type { LogLevel } from "../base/log.ts";
 import { parseDuration, parsePercent, parseRate } from "../base/units.ts";
+import { formatIPBytes, type IPBytes, maskedBytes, parseIPBytes } from "../base/ip_network.ts";
+import { type AllowRule, allowRuleMatches } from "../session/allow_rule.ts";
+export { type AllowRule, allowRuleMatches };
 
 /** Where the client's own listeners bind when only a port is given: this machine only. */
 const CLIENT_DEFAULT_LISTEN_HOST = "127.0.0.1";
@@ -113,18 +116,6 @@ export interface ClientConfig {
   readonly control?: HostPort;
   readonly logLevel?: LogLevel;
   readonly logFormat?: LogFormat;
-}
-
-/** One `allow` line: explicit `HOST:PORT` requests to this network and port range may pass. */
-export interface AllowRule {
-  /** The network address, canonical (`10.0.0.0`, `2001:db8::`). */
-  readonly network: string;
-  readonly prefixLength: number;
-  readonly family: 4 | 6;
-  readonly portLow: number;
-  readonly portHigh: number;
-  /** The line of the file, or 0 when it came from the command line. */
-  readonly line: number;
 }
 
 /** Everything `mpserver.conf` and the server's flags can say. Absent means "not given". */
@@ -393,84 +384,6 @@ export function parsePathWords(words: readonly string[], line: number): Parsed<P
 // -------------------------------------------------------------------------------------------------
 // Allow rules.
 
-/** An IP address as bytes: 4 for IPv4 (IPv4-mapped IPv6 included), 16 for IPv6. */
-interface IPBytes {
-  readonly family: 4 | 6;
-  readonly bytes: Uint8Array;
-}
-
-function ipv4Bytes(text: string): Uint8Array {
-  return Uint8Array.from(text.split(".").map(Number));
-}
-
-/** Parses an IP literal (brackets and an IPv6 zone tolerated) into bytes, or undefined. */
-function parseIPBytes(text: string): IPBytes | undefined {
-  const unbracketed = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
-  const address = unbracketed.split("%", 1)[0];
-  if (isIPv4Literal(address)) return { family: 4, bytes: ipv4Bytes(address) };
-  if (!isIPv6Literal(unbracketed)) return undefined;
-  const bytes = new Uint8Array(16);
-  const groupsOf = (part: string): number[] => {
-    if (part === "") return [];
-    return part.split(":").flatMap((group) => {
-      if (!group.includes(".")) return [parseInt(group, 16)];
-      const [a, b, c, d] = ipv4Bytes(group);
-      return [(a << 8) | b, (c << 8) | d];
-    });
-  };
-  const [head, tail] = address.split("::");
-  const headGroups = groupsOf(head);
-  const tailGroups = tail === undefined ? [] : groupsOf(tail);
-  const groups = [
-    ...headGroups,
-    ...new Array<number>(8 - headGroups.length - tailGroups.length).fill(0),
-    ...tailGroups,
-  ];
-  groups.forEach((group, index) => {
-    bytes[index * 2] = group >> 8;
-    bytes[index * 2 + 1] = group & 0xff;
-  });
-  const isMapped = bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff &&
-    bytes[11] === 0xff;
-  return isMapped ? { family: 4, bytes: bytes.slice(12) } : { family: 6, bytes };
-}
-
-/** Formats address bytes canonically: dotted quad, or RFC 5952 IPv6 (lowercase, longest `::`). */
-function formatIPBytes(address: IPBytes): string {
-  if (address.family === 4) return Array.from(address.bytes).join(".");
-  const groups = Array.from(
-    { length: 8 },
-    (_, index) => (address.bytes[index * 2] << 8) | address.bytes[index * 2 + 1],
-  );
-  let bestStart = -1;
-  let bestLength = 1; // RFC 5952: "::" never stands for a single zero group
-  for (let start = 0; start < 8; start++) {
-    let length = 0;
-    while (start + length < 8 && groups[start + length] === 0) length++;
-    if (length > bestLength) [bestStart, bestLength] = [start, length];
-  }
-  const hex = (part: number[]) => part.map((group) => group.toString(16)).join(":");
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLength))}`;
-}
-
-/** True when the first `prefixLength` bits of `a` and `b` are equal. */
-function prefixMatches(a: Uint8Array, b: Uint8Array, prefixLength: number): boolean {
-  const wholeBytes = Math.floor(prefixLength / 8);
-  for (let index = 0; index < wholeBytes; index++) if (a[index] !== b[index]) return false;
-  const remainingBits = prefixLength % 8;
-  if (remainingBits === 0) return true;
-  const mask = (0xff << (8 - remainingBits)) & 0xff;
-  return (a[wholeBytes] & mask) === (b[wholeBytes] & mask);
-}
-
-function maskedBytes(bytes: Uint8Array, prefixLength: number): Uint8Array {
-  return bytes.map((byte, index) => {
-    const bitsKept = Math.min(8, Math.max(0, prefixLength - index * 8));
-    return byte & ((0xff << (8 - bitsKept)) & 0xff);
-  });
-}
-
 type Network = Pick<AllowRule, "network" | "prefixLength" | "family">;
 
 /** Parses `ADDRESS[/PREFIX]`; a bare address is one host. */
@@ -527,30 +440,6 @@ function parsePortRange(word: string): Parsed<readonly [number, number]> {
     return refuse(`port range ${word} runs backwards; expected LOW-HIGH with LOW ≤ HIGH`);
   }
   return accept([low.value, high.value]);
-}
-
-/** Compiled rule bytes, so a rule's text is parsed once however many requests it judges. */
-const ruleBytesCache = new WeakMap<AllowRule, IPBytes | undefined>();
-
-/**
- * True when an allow rule lets a request reach `address` (an IPv4 or IPv6 literal) on `port`.
- * IPv4-mapped IPv6 addresses are IPv4: `::ffff:10.1.2.3` matches `allow 10.0.0.0/8 …`.
- *
- * @example
- * ```ts
- * import { allowRuleMatches, parseServerConfig } from "./config.ts";
- * const config = parseServerConfig("allow 10.0.0.0/8 53\n", "mpserver.conf");
- * console.log(allowRuleMatches(config.allow[0], "10.9.8.7", 53)); // true
- * ```
- */
-export function allowRuleMatches(rule: AllowRule, address: string, port: number): boolean {
-  if (port < rule.portLow || port > rule.portHigh) return false;
-  if (!ruleBytesCache.has(rule)) ruleBytesCache.set(rule, parseIPBytes(rule.network));
-  const network = ruleBytesCache.get(rule);
-  const candidate = parseIPBytes(address);
-  if (network === undefined || candidate === undefined) return false;
-  if (candidate.family !== rule.family) return false;
-  return prefixMatches(network.bytes, candidate.bytes, rule.prefixLength);
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ export const parseLogLevel = oneOf<LogLevel>(["debug", "info", "warning", "error
 /** A log format word. */
 export const parseLogFormat = oneOf<LogFormat>(["text", "json"]);
 
-/** A name of a target or path (a letter, then letters, digits, `_`, `.` or `-`); `what` says which, for the message. */
+/** A target or path name (see NAME_RULE); `what` says which, for the message. */
 export function parseName(word: string, what: string): Parsed<string> {
   return NAME_PATTERN.test(word)
     ? accept(word)

@@ -3,27 +3,13 @@
  * printing help, and running until SIGINT/SIGTERM with a final stats line.
  */
 
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError, VERSION } from "../base/usage_error.ts";
+import { parseArguments } from "../base/parse_arguments.ts";
+import { VERSION } from "../base/usage_error.ts";
 import type { FlagOptions, KeywordHelp } from "../ops/config.ts";
 import type { Logger } from "../base/log.ts";
 import { shutDownLogging } from "../ops/logging.ts";
 
-/** `parseArgs` whose errors become {@link UsageError}s (one clear line, exit 2). */
-export function parseArguments<T extends ParseArgsConfig>(
-  config: T,
-): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (error) {
-    if (error instanceof TypeError) {
-      // node:util's messages are long and quote oddly; the option's name is what matters.
-      const unknown = /Unknown option '([^']+)'/.exec(error.message);
-      throw new UsageError(unknown ? `unknown option "${unknown[1]}"` : error.message);
-    }
-    throw error;
-  }
-}
+export { parseArguments };
 
 /** A program's arguments: its keyword flags' values (and `config`) and the positional words. */
 export interface ProgramArguments {

@@ -9,7 +9,7 @@
  */
 
 import { formatHostPort, type HostPort } from "../base/address.ts";
-import type { AllowRule } from "../ops/config.ts";
+import type { AllowRule } from "../session/allow_rule.ts";
 import { addressAllowed, chooseTarget, type TargetPolicy } from "../session/target_policy.ts";
 import { DECLARED_FLOW_BASE, type FlowRefusal, type FlowTarget } from "../wire/messages.ts";
 import { formatSessionId } from "../wire/session_id.ts";

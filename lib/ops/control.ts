@@ -20,7 +20,7 @@ import { UsageError } from "../base/usage_error.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import type { Logger } from "../base/log.ts";
 import { formatMetrics, METRICS_CONTENT_TYPE } from "./metrics.ts";
-import { parseArguments } from "../cli/program.ts";
+import { parseArguments } from "../base/parse_arguments.ts";
 import type { ProgramStatus } from "./status.ts";
 import { formatStatus } from "./status_view.ts";
 import { parseDuration } from "../base/units.ts";

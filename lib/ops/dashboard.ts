@@ -6,8 +6,9 @@
  * drops; for mpserver, the traffic charts, the session list and the drops. When `/status` stops
  * answering it says "disconnected", keeps the last answer on screen and keeps retrying.
  *
- * What the page computes and draws is `lib/ops/dashboard_logic.ts`, tested in Deno; this module
- * inlines that code's source into the page together with the few lines that poll and paint.
+ * What the page computes and draws is `lib/ops/dashboard/` (listed in `lib/ops/dashboard_logic.ts`),
+ * tested in Deno; this module inlines that code's source into the page together with the few lines
+ * that poll and paint.
  */
 
 import * as dashboardLogic from "./dashboard_logic.ts";

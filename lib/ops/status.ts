@@ -13,7 +13,7 @@ import { formatHostPort } from "../base/address.ts";
 import { VERSION } from "../base/usage_error.ts";
 import type { ClientCore } from "../session/client_core.ts";
 import { formatSessionId } from "../wire/session_id.ts";
-import type { SchedulingMode } from "./config.ts";
+import type { SchedulingMode } from "../session/scheduler.ts";
 import type { PathState } from "../path/path_stats.ts";
 import type { ServerCore } from "../session/server_core.ts";
 import { DROP_REASONS, type DropReason } from "../base/counters.ts";

@@ -6,7 +6,7 @@
  */
 
 import type { HostPort } from "../base/address.ts";
-import { type AllowRule, allowRuleMatches } from "../ops/config.ts";
+import { type AllowRule, allowRuleMatches } from "./allow_rule.ts";
 import type { FlowRefusal, FlowTarget } from "../wire/messages.ts";
 
 /** The server's targets and rules. */

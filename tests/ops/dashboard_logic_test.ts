@@ -36,6 +36,7 @@ import {
   serverStatus,
 } from "../../lib/ops/status.ts";
 import { runKnownTraffic } from "./status_fixtures.ts";
+import * as dashboardLogic from "../../lib/ops/dashboard_logic.ts";
 
 // What the programs report must be what the page reads (a compile-time check).
 const _clientShape: (status: ClientStatus) => ClientStatusView = (status) => status;
@@ -318,6 +319,21 @@ Deno.test("the page's inlined logic runs outside this module and renders the sam
     `${DASHBOARD_LOGIC_SOURCE}\nreturn renderDashboard(view);`,
   );
   assert.equal(renderInPage(view), renderDashboard(view));
+});
+
+Deno.test("every function of lib/ops/dashboard/ is listed in dashboard_logic.ts, so the page has it", async () => {
+  const folder = new URL("../../lib/ops/dashboard/", import.meta.url);
+  const listed = new Set(Object.keys(dashboardLogic));
+  const missing: string[] = [];
+  for await (const entry of Deno.readDir(folder)) {
+    if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
+    const module = await import(new URL(entry.name, folder).href);
+    for (const [name, value] of Object.entries(module)) {
+      if (typeof value === "function" && !listed.has(name)) missing.push(`${entry.name}: ${name}`);
+    }
+  }
+  assert.deepEqual(missing, []);
+  assert.ok(listed.size > 30, `only ${listed.size} functions listed`);
 });
 
 Deno.test("the page is self-contained: one inline script, no outside address, a strict policy", () => {

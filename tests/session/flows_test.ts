@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ClientCore, type ClientOutbox } from "../../lib/session/client_core.ts";
-import type { AllowRule } from "../../lib/ops/config.ts";
+import type { AllowRule } from "../../lib/session/allow_rule.ts";
 import { parseServerConfig } from "../../lib/ops/config.ts";
 import { silentLogger } from "../../lib/base/log.ts";
 import { ServerCore, type ServerOutbox } from "../../lib/session/server_core.ts";

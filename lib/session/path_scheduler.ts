@@ -19,6 +19,7 @@ import type { SchedulingMode } from "./scheduler.ts";
  * // Every candidate, as redundant mode does.
  * const everyPath: PathScheduler<PathStatsView> = {
  *   mode: "redundant",
+ *   sendsFecShards: false,
  *   choose: (candidates) => candidates,
  *   pathsChanged: () => {},
  *   forgetPath: () => {},
@@ -28,6 +29,11 @@ import type { SchedulingMode } from "./scheduler.ts";
 export interface PathScheduler<Path> {
   /** The mode this object implements. */
   readonly mode: SchedulingMode;
+  /**
+   * True when the mode codes datagrams into FEC groups: {@link choose} then places one shard at a
+   * time, and a whole datagram (before the groups are shaped) goes where redundant mode would.
+   */
+  readonly sendsFecShards: boolean;
   /**
    * The paths the next datagram (in fec mode: the next shard) goes on, chosen among `candidates`,
    * the paths that may carry data now. Empty: it is not sent. The array may be reused by the next

@@ -26,11 +26,6 @@ export interface ClientSchedulerOptions {
 /** A client scheduling mode. */
 export interface ClientScheduler<Path extends PathStatsView> extends PathScheduler<Path> {
   /**
-   * True when the mode codes datagrams into FEC groups: {@link PathScheduler.choose} then places
-   * one shard at a time.
-   */
-  readonly sendsFecShards: boolean;
-  /**
    * How unlikely a live path must be to stay silent as long as it may before it is marked down
    * (see `silenceLimitMs` in `scheduler.ts`).
    */

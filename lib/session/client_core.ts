@@ -19,8 +19,8 @@
 import type { AeadFactory } from "../crypto/aead.ts";
 import { createAead } from "../crypto/aead_factory.ts";
 import type { SecretKeys } from "../crypto/handshake.ts";
-import { openMessage, sealMessage } from "../crypto/key_phase.ts";
-import type { FecParameters, FecShard } from "../fec/fec.ts";
+import { openMessage } from "../crypto/key_phase.ts";
+import type { FecParameters } from "../fec/fec.ts";
 import { assertNever } from "../base/assert.ts";
 import { createDropCounters, createTrafficCounters, type DropReason } from "../base/counters.ts";
 import type { Logger } from "../base/log.ts";
@@ -28,7 +28,7 @@ import type { Random } from "../base/rng.ts";
 import { LogThrottle } from "../base/throttle.ts";
 import { ClientPath } from "../path/path_stats.ts";
 import type { SendErrorKind } from "../path/send_error.ts";
-import { formatSessionId, randomSessionId } from "../wire/session_id.ts";
+import { randomSessionId } from "../wire/session_id.ts";
 import {
   DECLARED_FLOW_BASE,
   decodeMessage,
@@ -37,10 +37,7 @@ import {
   type HandshakeMessage,
   MAX_APP_PAYLOAD_BYTES,
   MAX_FLOW_ID,
-  NoticeCode,
-  type PathAdvice,
   type SealedMessage,
-  type SealedType,
   TUNNEL_OVERHEAD_BYTES,
 } from "../wire/messages.ts";
 import { FlowDelivery } from "./flow_delivery.ts";
@@ -48,78 +45,29 @@ import type { SchedulingMode } from "./scheduler.ts";
 import { secureRandom } from "./secure_random.ts";
 import { ClientHandshake, type HandshakeReason } from "./client/client_handshake.ts";
 import { ClientPaths } from "./client/client_paths.ts";
+import { ClientSender } from "./client/client_sender.ts";
 import { ClientDeclaredFlows, type DeclaredFlowState } from "./client/declared_flows.ts";
 import { FecTuning } from "./client/fec_tuning.ts";
+import { HandshakeQueue, PENDING_QUEUE_LIMIT } from "./client/handshake_queue.ts";
 import { PathMonitor } from "./client/path_monitor.ts";
 import {
   type ClientScheduler,
   createClientScheduler,
 } from "./client/scheduling/client_scheduler.ts";
 
+import type { ClientOutbox } from "./client/client_outbox.ts";
+import { type ClientTiming, DEFAULT_CLIENT_TIMING } from "./client/client_timing.ts";
+
 export { FLOW_OPEN_RETRY_MS } from "./client/declared_flows.ts";
-
-/** How the client paces its handshakes, probes and failure detection. */
-export interface ClientTiming {
-  /** INIT is re-sent this often until a RESPONSE arrives. */
-  readonly handshakeRetryMs: number;
-  /** A PROBE goes out on each path this often (it doubles as the keepalive for bridges and NATs). */
-  readonly probeIntervalMs: number;
-  /** A path silent for longer than a probe interval is probed this often, to tell loss from death. */
-  readonly quietProbeIntervalMs: number;
-  /**
-   * A path not heard from for this long is marked down, at most. On a busy tunnel probes go out up to
-   * every 100 ms and a path is down after as few missed probes as its measured loss allows.
-   */
-  readonly pathDownAfterMs: number;
-  /** ... but never sooner than this. */
-  readonly minPathDownAfterMs: number;
-  /** Nothing authentic from the server on any path for this long starts a new handshake. */
-  readonly serverSilenceMs: number;
-  /** With a secret, a new handshake (fresh keys) runs this often. */
-  readonly rekeyIntervalMs: number;
-  /** After a new handshake, datagrams under the previous keys are still accepted this long. */
-  readonly previousKeysGraceMs: number;
-}
-
-/** Defaults: a restart is noticed within about a second, a dead path within two. */
-export const DEFAULT_CLIENT_TIMING: ClientTiming = {
-  handshakeRetryMs: 250,
-  probeIntervalMs: 500,
-  quietProbeIntervalMs: 150,
-  pathDownAfterMs: 2000,
-  minPathDownAfterMs: 150,
-  serverSilenceMs: 1500,
-  rekeyIntervalMs: 120_000,
-  previousKeysGraceMs: 10_000,
-};
-
-/** Application datagrams kept while a handshake is pending. */
-export const PENDING_QUEUE_LIMIT = 256;
-
-/** A RESET starts a handshake at most this often. */
-const RESET_HANDSHAKE_SPACING_MS = 1000;
+export { PENDING_QUEUE_LIMIT } from "./client/handshake_queue.ts";
+export type { ClientOutbox } from "./client/client_outbox.ts";
+export { type ClientTiming, DEFAULT_CLIENT_TIMING } from "./client/client_timing.ts";
 
 /** A redundant copy counts as a sign of life on its path when this close to the newest number. */
 const RECENT_DUPLICATE_SPAN = 256;
 
 /** Adaptive mode's loss target when none is configured: 0.1 %. */
 export const DEFAULT_TARGET_LOSS_RATIO = 0.001;
-
-/** How the client core hands work to its driver. */
-export interface ClientOutbox {
-  /**
-   * A buffer of at least 65 536 bytes that belongs to the calling receive loop: the core seals an
-   * outgoing datagram or decrypts an incoming one into it. The driver keeps it unchanged until every
-   * send made during the call has settled.
-   */
-  readonly scratch: Uint8Array;
-  /** Sends a datagram on path `pathIndex`. */
-  sendOnPath(pathIndex: number, datagram: Uint8Array): void;
-  /** Hands a datagram from the server to the application flow `flowId`. */
-  deliverToApp(flowId: number, payload: Uint8Array): void;
-  /** The server refused a declared flow (see {@link ClientCore.openFlow}). */
-  flowRefused?(flowId: number, reason: FlowRefusal): void;
-}
 
 export type { FlowRefusal, FlowTarget };
 
@@ -186,19 +134,13 @@ export class ClientCore {
   readonly #delivery: FlowDelivery<ClientOutbox>;
   readonly #declaredFlows: ClientDeclaredFlows<ClientOutbox>;
   readonly #reorderTimeoutMs: number;
-  readonly #flowSequences = new Map<number, number>();
+  readonly #sender: ClientSender;
   readonly #secret: SecretKeys | undefined;
   readonly #logger: Logger;
   #timing: ClientTiming;
   readonly #logThrottle = new LogThrottle(10_000);
   #state: ClientState = "connecting";
-  /**
-   * Datagrams sent since a RESET said the server lost our session; re-sent under the new keys if the
-   * handshake confirms it (the RESPONSE says the session was not continued), forgotten otherwise.
-   */
-  #sentSinceReset: { flowId: number; payload: Uint8Array }[] | undefined;
-  #lastResetHandshakeMs = -Infinity;
-  #queue: { flowId: number; payload: Uint8Array }[] = [];
+  readonly #queue: HandshakeQueue = new HandshakeQueue(this.counters.drops);
 
   constructor(options: ClientCoreOptions) {
     this.sessionId = options.sessionId ?? randomSessionId(options.random ?? secureRandom);
@@ -229,6 +171,15 @@ export class ClientCore {
       this.#logger,
       this.#logThrottle,
     );
+    this.#sender = new ClientSender({
+      sessionId: this.sessionId,
+      handshake: this.#handshake,
+      paths: this.#paths,
+      scheduler: this.#scheduler,
+      fec: this.#fec,
+      monitor: this.#monitor,
+      reorderTimeoutMs: this.#reorderTimeoutMs,
+    });
     this.#delivery = new FlowDelivery<ClientOutbox>(
       (flowId, payload, _nowMs, outbox) => this.#deliverNow(flowId, payload, outbox),
       {
@@ -239,10 +190,10 @@ export class ClientCore {
     this.#declaredFlows = new ClientDeclaredFlows<ClientOutbox>(
       {
         sendFlowOpen: (flowId, body, generation, outbox) =>
-          this.#sendFlowOpen(flowId, body, generation, outbox),
+          this.#sender.sendFlowOpen(flowId, body, generation, outbox),
         sendWaiting: (flowId, payload, nowMs, outbox) => {
           const out = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
-          this.#sendData(flowId, payload, out, nowMs, outbox);
+          this.#sender.sendData(flowId, payload, out, nowMs, outbox);
         },
         refused: (flowId, reason, outbox) => outbox.flowRefused?.(flowId, reason),
       },
@@ -287,19 +238,11 @@ export class ClientCore {
     this.#monitor.countData(nowMs);
     if (this.#declaredFlows.holdForAnswer(flowId, payload)) return;
     if (!this.#handshake.current) {
-      if (this.#queue.length >= PENDING_QUEUE_LIMIT) {
-        this.#queue.shift();
-        this.counters.drops["queue-full"]++;
-      }
-      this.#queue.push({ flowId, payload: payload.slice() }); // the caller reuses its buffer
+      this.#queue.hold(flowId, payload);
       return;
     }
-    // After a RESET, datagrams still go out under the current keys (the RESET may be forged), and a
-    // copy is kept in case the new handshake shows the server really lost them.
-    if (this.#sentSinceReset && this.#sentSinceReset.length < PENDING_QUEUE_LIMIT) {
-      this.#sentSinceReset.push({ flowId, payload: payload.slice() });
-    }
-    this.#sendData(flowId, payload, outbox.scratch, nowMs, outbox);
+    this.#queue.noteSent(flowId, payload);
+    this.#sender.sendData(flowId, payload, outbox.scratch, nowMs, outbox);
   }
 
   /** Handles a datagram that arrived on path `pathIndex`. */
@@ -337,23 +280,16 @@ export class ClientCore {
         // A RESET answers one of our datagrams the server could not place. Only one naming the
         // keys we use now means the server lost the session: RESETs for earlier keys answer
         // datagrams from before a handshake, or replays.
-        if (
-          message.sessionId !== this.sessionId ||
-          message.keyPhase !== this.#handshake.current?.phase
-        ) {
-          this.counters.drops["unknown-session"]++;
-        } else if (
-          !this.#handshake.pending &&
-          nowMs - this.#lastResetHandshakeMs >= RESET_HANDSHAKE_SPACING_MS
-        ) {
-          // RESETs are not authenticated: spacing the handshakes they start bounds what forged
-          // ones can cost, while a real restart is answered at once.
-          this.#lastResetHandshakeMs = nowMs;
-          this.#logger.info("server does not know our session (it restarted?); handshaking again", {
-            path: path.label,
-          });
-          this.#sentSinceReset = [];
-          this.#startHandshake("server-lost-session", nowMs, outbox);
+        switch (this.#handshake.receiveReset(message, path.label, nowMs)) {
+          case "unknown-session":
+            this.counters.drops["unknown-session"]++;
+            return;
+          case "handshake":
+            this.#queue.resetReceived();
+            this.#startHandshake("server-lost-session", nowMs, outbox);
+            return;
+          case "ignore":
+            return;
         }
         return;
       case "notice":
@@ -361,7 +297,7 @@ export class ClientCore {
           this.counters.drops["unknown-session"]++;
           return;
         }
-        this.#logNotice(message.code, path, nowMs);
+        this.#handshake.logNotice(message.code, path.label, nowMs);
         return;
       case "init":
       case "probe":
@@ -389,7 +325,7 @@ export class ClientCore {
   closeFlow(flowId: number): void {
     this.#declaredFlows.close(flowId);
     this.#delivery.forgetFlow(flowId);
-    this.#flowSequences.delete(flowId);
+    this.#sender.forgetFlow(flowId);
   }
 
   /** Where a declared flow stands: waiting for the server, open, or refused (and why). */
@@ -454,7 +390,7 @@ export class ClientCore {
     const handshake = this.#handshake;
     const due = handshake.due(nowMs, timing);
     if (handshake.pending) {
-      if (due === "retry") this.#sendInit(nowMs, outbox);
+      if (due === "retry") this.#sender.sendInit(nowMs, outbox);
       handshake.warnIfUnanswered(nowMs);
     } else if (due !== undefined && due !== "retry") {
       this.#startHandshake(due, nowMs, outbox);
@@ -466,11 +402,11 @@ export class ClientCore {
     for (const path of this.#paths.list) {
       monitor.checkSilence(path, nowMs, timing, this.#scheduler.falseDownProbability);
       if (current && nowMs >= monitor.nextProbeMs(path, timing)) {
-        this.#sendProbe(path, nowMs, outbox);
+        this.#sender.sendProbe(path, nowMs, outbox);
       }
     }
     const encoder = this.#fec.encoder;
-    if (current && encoder) this.#sendShards(encoder.flush(nowMs), nowMs, outbox);
+    if (current && encoder) this.#sender.sendShards(encoder.flush(nowMs), nowMs, outbox);
     if (current) this.#declaredFlows.retry(nowMs, outbox);
     this.#delivery.flush(nowMs, outbox);
   }
@@ -493,79 +429,6 @@ export class ClientCore {
     }
     deadline = Math.min(deadline, this.#delivery.nextDeadlineMs() ?? Infinity);
     return deadline === Infinity ? undefined : deadline;
-  }
-
-  /** Seals one application datagram and sends it where the mode says. */
-  #sendData(
-    flowId: number,
-    payload: Uint8Array,
-    out: Uint8Array,
-    nowMs: number,
-    outbox: ClientOutbox,
-  ): void {
-    const candidates = this.#paths.candidates();
-    if (this.#scheduler.sendsFecShards) {
-      const encoder = this.#fec.refresh(candidates, nowMs);
-      this.#sendShards(encoder.add(flowId, payload, nowMs), nowMs, outbox);
-      return;
-    }
-    const flowSequence = this.#flowSequences.get(flowId) ?? 0;
-    this.#flowSequences.set(flowId, (flowSequence + 1) & 0xffff);
-    const datagram = this.#seal("data", flowId, payload, out, flowSequence);
-    for (const path of this.#scheduler.choose(candidates, nowMs)) {
-      this.#sendSealed(path, datagram, outbox);
-    }
-  }
-
-  /** Seals FEC shards, each into a buffer of its own (they all go out before any send settles). */
-  #sendShards(shards: readonly FecShard[], nowMs: number, outbox: ClientOutbox): void {
-    for (const shard of shards) {
-      const out = new Uint8Array(shard.body.length + TUNNEL_OVERHEAD_BYTES);
-      const datagram = this.#seal("fec", shard.flowId, shard.body, out);
-      for (const path of this.#scheduler.choose(this.#paths.candidates(), nowMs)) {
-        this.#sendSealed(path, datagram, outbox);
-      }
-    }
-  }
-
-  /** Seals a message under the current keys. */
-  #seal(
-    type: SealedType,
-    flowId: number,
-    body: Uint8Array,
-    out: Uint8Array,
-    flowSequence?: number,
-  ): Uint8Array {
-    return sealMessage(
-      this.#handshake.current!,
-      this.sessionId,
-      type,
-      flowId,
-      body,
-      out,
-      flowSequence,
-    );
-  }
-
-  #sendSealed(path: ClientPath, datagram: Uint8Array, outbox: ClientOutbox): void {
-    path.sealedSent++;
-    path.sent.datagrams++;
-    path.sent.bytes += datagram.length;
-    outbox.sendOnPath(path.index, datagram);
-  }
-
-  /** What the server is asked to do with its datagrams toward us on `path`. */
-  #adviceFor(path: ClientPath, nowMs: number): PathAdvice {
-    const candidates = this.#paths.candidates();
-    if (this.#scheduler.sendsFecShards) this.#fec.refresh(candidates, nowMs);
-    return {
-      mode: this.mode,
-      carryData: this.#scheduler.carriesDataFromServer(path, candidates, nowMs),
-      weight: path.weight,
-      reorderTimeoutMs: this.#reorderTimeoutMs,
-      fecDataShards: this.#fec.downstream.dataShards,
-      fecParityShards: this.#fec.downstream.parityShards,
-    };
   }
 
   /** Hands a datagram from the server to the application, unless it belongs to an earlier flow. */
@@ -664,91 +527,33 @@ export class ClientCore {
     this.#state = "established";
     this.counters.handshakesCompleted++;
     this.#monitor.heard(path, datagram.length, nowMs);
-    const details = {
-      session: formatSessionId(this.sessionId),
-      keyPhase: outcome.keyPhase,
-      path: path.label,
-      handshakeMs: outcome.handshakeMs,
-    };
-    const reason = outcome.reason;
-    switch (reason) {
-      case "rekey":
-        this.#logger.debug("new session keys", details);
-        break;
-      case "start":
-        this.#logger.info("session established", { ...details, encrypted: outcome.encrypted });
-        break;
-      case "server-lost-session":
-      case "server-silent":
-        this.#logger.info("session re-established", { ...details, after: reason });
-        break;
-      default:
-        assertNever(reason);
-    }
+    this.#handshake.logCompleted(outcome, path.label);
     if (!message.sessionContinued && this.#handshake.hasPrevious) {
       // A new server-side session: its FEC groups and flow sequences start again from zero, so
       // what this side remembers of the old ones would make the new ones look late or stale.
       this.#delivery.reset();
-      this.#flowSequences.clear();
+      this.#sender.restartFlows();
       this.#fec.reset();
     }
     // A server that did not know the session has none of its flows: declare them again, first (a
     // declared flow's datagrams are held by the server until it has the declaration).
     this.#declaredFlows.redeclare(message.sessionContinued, nowMs, outbox);
-    const queued = this.#queue;
-    this.#queue = [];
-    if (this.#sentSinceReset && !message.sessionContinued) queued.push(...this.#sentSinceReset);
-    this.#sentSinceReset = undefined;
-    for (const { flowId, payload } of queued) {
+    for (const { flowId, payload } of this.#queue.release(message.sessionContinued)) {
       // Each queued datagram gets its own buffer: they are all sent before any send settles.
       const out = new Uint8Array(payload.length + TUNNEL_OVERHEAD_BYTES);
-      this.#sendData(flowId, payload, out, nowMs, outbox);
+      this.#sender.sendData(flowId, payload, out, nowMs, outbox);
     }
   }
 
   #startHandshake(reason: HandshakeReason, nowMs: number, outbox: ClientOutbox): void {
     this.#handshake.start(reason, nowMs);
-    this.#sendInit(nowMs, outbox);
-  }
-
-  #sendInit(nowMs: number, outbox: ClientOutbox): void {
-    const init = this.#handshake.initToSend(nowMs);
-    for (const path of this.#paths.list) {
-      path.sent.datagrams++;
-      path.sent.bytes += init.length;
-      outbox.sendOnPath(path.index, init);
-    }
-  }
-
-  #sendProbe(path: ClientPath, nowMs: number, outbox: ClientOutbox): void {
-    const body = this.#monitor.probeBody(path, nowMs, (probed) => this.#adviceFor(probed, nowMs));
-    const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
-    this.#sendSealed(path, this.#seal("probe", 0, body, out), outbox);
-  }
-
-  /** Sends a FLOW_OPEN on every path (declarations are small and must not wait for a lossy one). */
-  #sendFlowOpen(flowId: number, body: Uint8Array, generation: number, outbox: ClientOutbox): void {
-    const out = new Uint8Array(body.length + TUNNEL_OVERHEAD_BYTES);
-    const datagram = this.#seal("flow-open", flowId, body, out, generation);
-    for (const path of this.#paths.candidates()) this.#sendSealed(path, datagram, outbox);
+    this.#sender.sendInit(nowMs, outbox);
   }
 
   /** The set of paths that may carry data changed: recompute what depends on it. */
   #pathsChanged(): void {
     this.#paths.changed();
     this.#scheduler.pathsChanged();
-  }
-
-  #logNotice(code: number, path: ClientPath, nowMs: number): void {
-    if (this.#logThrottle.allow(`notice ${code}`, nowMs) === undefined) return;
-    const explanation = code === NoticeCode.secretRequired
-      ? "the server requires a shared secret; configure the same secret on this client (--secret-file or MPTUNNEL_SECRET)"
-      : code === NoticeCode.secretMismatch
-      ? "the server could not authenticate our handshake: the two ends hold different secrets"
-      : code === NoticeCode.secretNotConfigured
-      ? "the server has no secret configured but this client has one; refusing to run unauthenticated"
-      : `the server refused our handshake (notice code ${code})`;
-    this.#logger.error(explanation, { path: path.label });
   }
 
   #drop(

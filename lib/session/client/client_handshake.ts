@@ -15,7 +15,12 @@ import { KeyPhase } from "../../crypto/key_phase.ts";
 import type { DropReason } from "../../base/counters.ts";
 import type { Logger } from "../../base/log.ts";
 import type { LogThrottle } from "../../base/throttle.ts";
-import type { HandshakeMessage } from "../../wire/messages.ts";
+import { assertNever } from "../../base/assert.ts";
+import { type HandshakeMessage, NoticeCode } from "../../wire/messages.ts";
+import { formatSessionId } from "../../wire/session_id.ts";
+
+/** A RESET starts a handshake at most this often. */
+const RESET_HANDSHAKE_SPACING_MS = 1000;
 
 /** Why a handshake runs: the first one, fresh keys, or the server lost or stopped answering us. */
 export type HandshakeReason = "start" | "rekey" | "server-lost-session" | "server-silent";
@@ -37,13 +42,16 @@ export type ResponseOutcome =
   | { readonly kind: "duplicate" }
   /** Not a RESPONSE to a handshake of ours, or one that failed: counted under `reason`. */
   | { readonly kind: "refused"; readonly reason: DropReason }
-  | {
-    readonly kind: "completed";
-    readonly reason: HandshakeReason;
-    readonly keyPhase: number;
-    readonly encrypted: boolean;
-    readonly handshakeMs: number;
-  };
+  | CompletedHandshake;
+
+/** A handshake that completed, as the log tells it. */
+export interface CompletedHandshake {
+  readonly kind: "completed";
+  readonly reason: HandshakeReason;
+  readonly keyPhase: number;
+  readonly encrypted: boolean;
+  readonly handshakeMs: number;
+}
 
 /** The client's handshake state and keys. */
 export class ClientHandshake {
@@ -55,6 +63,7 @@ export class ClientHandshake {
   #pendingLastSentMs = -Infinity;
   #lastTimestampMs = 0;
   #nextKeyPhase = 0;
+  #lastResetHandshakeMs = -Infinity;
   /** When anything authentic last came from the server, on any path. */
   lastHeardFromServerMs = -Infinity;
 
@@ -220,5 +229,68 @@ export class ClientHandshake {
   /** True when keys of an earlier handshake are still accepted. */
   get hasPrevious(): boolean {
     return this.#previous !== undefined;
+  }
+
+  /**
+   * Takes a RESET in (it answers one of our datagrams the server could not place): only one naming
+   * the keys we use now means the server lost the session ("handshake": start one now); RESETs for
+   * earlier keys answer datagrams from before a handshake, or replays ("unknown-session").
+   */
+  receiveReset(
+    reset: { readonly sessionId: number; readonly keyPhase: number },
+    pathLabel: string,
+    nowMs: number,
+  ): "unknown-session" | "handshake" | "ignore" {
+    if (reset.sessionId !== this.sessionId || reset.keyPhase !== this.#current?.phase) {
+      return "unknown-session";
+    }
+    // RESETs are not authenticated: spacing the handshakes they start bounds what forged ones can
+    // cost, while a real restart is answered at once.
+    if (this.#pending || nowMs - this.#lastResetHandshakeMs < RESET_HANDSHAKE_SPACING_MS) {
+      return "ignore";
+    }
+    this.#lastResetHandshakeMs = nowMs;
+    this.logger.info("server does not know our session (it restarted?); handshaking again", {
+      path: pathLabel,
+    });
+    return "handshake";
+  }
+
+  /** Logs a completed handshake, as a start, a restart or (quietly) new keys. */
+  logCompleted(outcome: CompletedHandshake, pathLabel: string): void {
+    const details = {
+      session: formatSessionId(this.sessionId),
+      keyPhase: outcome.keyPhase,
+      path: pathLabel,
+      handshakeMs: outcome.handshakeMs,
+    };
+    const reason = outcome.reason;
+    switch (reason) {
+      case "rekey":
+        this.logger.debug("new session keys", details);
+        break;
+      case "start":
+        this.logger.info("session established", { ...details, encrypted: outcome.encrypted });
+        break;
+      case "server-lost-session":
+      case "server-silent":
+        this.logger.info("session re-established", { ...details, after: reason });
+        break;
+      default:
+        assertNever(reason);
+    }
+  }
+
+  /** Explains a NOTICE, the server's refusal of our handshake (now and then). */
+  logNotice(code: number, pathLabel: string, nowMs: number): void {
+    if (this.logThrottle.allow(`notice ${code}`, nowMs) === undefined) return;
+    const explanation = code === NoticeCode.secretRequired
+      ? "the server requires a shared secret; configure the same secret on this client (--secret-file or MPTUNNEL_SECRET)"
+      : code === NoticeCode.secretMismatch
+      ? "the server could not authenticate our handshake: the two ends hold different secrets"
+      : code === NoticeCode.secretNotConfigured
+      ? "the server has no secret configured but this client has one; refusing to run unauthenticated"
+      : `the server refused our handshake (notice code ${code})`;
+    this.logger.error(explanation, { path: pathLabel });
   }
 }

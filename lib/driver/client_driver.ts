@@ -39,6 +39,8 @@ import { DeadlineTimer } from "../io/deadline_timer.ts";
 import { bindUdp, classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
 import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "../wire/messages.ts";
+import { createAead } from "../crypto/aead_factory.ts";
+import { secureRandom } from "../session/secure_random.ts";
 import type { Socks5Credentials } from "../socks5/messages.ts";
 import {
   Socks5Front,
@@ -329,6 +331,8 @@ export class ClientDriver {
       reorderTimeoutMs: options.scheduling?.reorderTimeoutMs,
       pathLabels: paths.map((path) => pathLabel(path.target)),
       secret: options.secret,
+      aead: createAead,
+      random: secureRandom,
       logger: options.logger,
       timing: options.timing,
     });

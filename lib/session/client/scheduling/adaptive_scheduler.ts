@@ -4,6 +4,7 @@
  */
 
 import type { PathStatsView } from "../../../path/path_stats.ts";
+import { CAUTIOUS_FALSE_DOWN_PROBABILITY } from "../../scheduler.ts";
 import type { ClientScheduler } from "./client_scheduler.ts";
 import { downstreamLossRatio, fewestGoodEnough, upstreamLossRatio } from "./loss_estimates.ts";
 
@@ -15,7 +16,7 @@ export class AdaptiveScheduler<Path extends PathStatsView> implements ClientSche
   readonly mode = "adaptive";
   readonly sendsFecShards = false;
   /** A path wrongly marked down takes a copy away: wait for more evidence. */
-  readonly falseDownProbability = 1e-3;
+  readonly falseDownProbability = CAUTIOUS_FALSE_DOWN_PROBABILITY;
   #paths: Path[] = [];
   #computedMs = -Infinity;
 

@@ -4,6 +4,7 @@
  */
 
 import type { PathStatsView } from "../../../path/path_stats.ts";
+import { QUICK_FALSE_DOWN_PROBABILITY } from "../../scheduler.ts";
 import type { ClientScheduler } from "./client_scheduler.ts";
 import { OnePathPicker } from "./one_path_picker.ts";
 
@@ -17,7 +18,7 @@ export class BalanceScheduler<Path extends PathStatsView> implements ClientSched
   readonly mode = "balance";
   readonly sendsFecShards = false;
   /** A path wrongly marked down costs only a moment's shift of its share: decide fast. */
-  readonly falseDownProbability = 0.05;
+  readonly falseDownProbability = QUICK_FALSE_DOWN_PROBABILITY;
   readonly #picker: OnePathPicker<Path>;
 
   constructor(suspect: (path: PathStatsView, nowMs: number) => boolean) {

@@ -5,6 +5,7 @@
  */
 
 import type { PathStatsView } from "../../../path/path_stats.ts";
+import { QUICK_FALSE_DOWN_PROBABILITY } from "../../scheduler.ts";
 import type { ClientScheduler } from "./client_scheduler.ts";
 import { OnePathPicker } from "./one_path_picker.ts";
 
@@ -13,7 +14,7 @@ export class FecScheduler<Path extends PathStatsView> implements ClientScheduler
   readonly mode = "fec";
   readonly sendsFecShards = true;
   /** A path wrongly marked down costs only a moment's shift of its shards: decide fast. */
-  readonly falseDownProbability = 0.05;
+  readonly falseDownProbability = QUICK_FALSE_DOWN_PROBABILITY;
   readonly #picker: OnePathPicker<Path>;
 
   constructor(suspect: (path: PathStatsView, nowMs: number) => boolean) {

@@ -1,6 +1,7 @@
 /** Redundant mode at the client: every datagram on every path that may carry data. */
 
 import type { PathStatsView } from "../../../path/path_stats.ts";
+import { CAUTIOUS_FALSE_DOWN_PROBABILITY } from "../../scheduler.ts";
 import type { ClientScheduler } from "./client_scheduler.ts";
 
 /** Every candidate carries every datagram, both ways. */
@@ -8,7 +9,7 @@ export class RedundantScheduler<Path extends PathStatsView> implements ClientSch
   readonly mode = "redundant";
   readonly sendsFecShards = false;
   /** A path wrongly marked down takes a copy away: wait for more evidence. */
-  readonly falseDownProbability = 1e-3;
+  readonly falseDownProbability = CAUTIOUS_FALSE_DOWN_PROBABILITY;
 
   choose(candidates: readonly Path[]): readonly Path[] {
     return candidates;

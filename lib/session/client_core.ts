@@ -50,10 +50,8 @@ import { ClientDeclaredFlows, type DeclaredFlowState } from "./client/declared_f
 import { FecTuning } from "./client/fec_tuning.ts";
 import { HandshakeQueue, PENDING_QUEUE_LIMIT } from "./client/handshake_queue.ts";
 import { PathMonitor } from "./client/path_monitor.ts";
-import {
-  type ClientScheduler,
-  createClientScheduler,
-} from "./client/scheduling/client_scheduler.ts";
+import type { ClientScheduler } from "./client/scheduling/client_scheduler.ts";
+import { createClientScheduler } from "./client/scheduling/scheduler_factory.ts";
 
 import type { ClientOutbox } from "./client/client_outbox.ts";
 import { type ClientTiming, DEFAULT_CLIENT_TIMING } from "./client/client_timing.ts";

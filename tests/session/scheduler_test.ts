@@ -7,7 +7,7 @@ import {
   silenceLimitMs,
   WeightedRoundRobin,
 } from "../../lib/session/scheduler.ts";
-import { createClientScheduler } from "../../lib/session/client/scheduling/client_scheduler.ts";
+import { createClientScheduler } from "../../lib/session/client/scheduling/scheduler_factory.ts";
 import type { SchedulingMode } from "../../lib/session/scheduler.ts";
 
 /** What the client's scheduler for `mode` asks of a silent path before calling it down. */

@@ -1,16 +1,12 @@
 /**
  * The client's scheduling modes: each is a {@link PathScheduler} over the paths' statistics that
  * also says what the server is to do on each path (the PROBE's advice) and how sure the client must
- * be before it calls a silent path down. {@link createClientScheduler} makes one from a mode's name.
+ * be before it calls a silent path down. `createClientScheduler` (`scheduler_factory.ts`) makes one
+ * from a mode's name.
  */
 
 import type { PathStatsView } from "../../../path/path_stats.ts";
 import type { PathScheduler } from "../../path_scheduler.ts";
-import type { SchedulingMode } from "../../scheduler.ts";
-import { AdaptiveScheduler } from "./adaptive_scheduler.ts";
-import { BalanceScheduler } from "./balance_scheduler.ts";
-import { FecScheduler } from "./fec_scheduler.ts";
-import { RedundantScheduler } from "./redundant_scheduler.ts";
 
 /** What the client's schedulers need to know beyond the paths themselves. */
 export interface ClientSchedulerOptions {
@@ -32,37 +28,4 @@ export interface ClientScheduler<Path extends PathStatsView> extends PathSchedul
   readonly falseDownProbability: number;
   /** Whether the server is asked to send its data to us on `path`, one of `candidates` or not. */
   carriesDataFromServer(path: Path, candidates: readonly Path[], nowMs: number): boolean;
-}
-
-const SCHEDULERS: {
-  readonly [Mode in SchedulingMode]: <Path extends PathStatsView>(
-    options: ClientSchedulerOptions,
-  ) => ClientScheduler<Path>;
-} = {
-  redundant: () => new RedundantScheduler(),
-  adaptive: (options) => new AdaptiveScheduler(options.targetLossRatio),
-  balance: (options) => new BalanceScheduler(options.suspect),
-  fec: (options) => new FecScheduler(options.suspect),
-};
-
-/**
- * The client's scheduler for `mode`.
- *
- * @example
- * ```ts
- * import { createClientScheduler } from "./client_scheduler.ts";
- * import { ClientPath } from "../../../path/path_stats.ts";
- * const scheduler = createClientScheduler<ClientPath>("redundant", {
- *   targetLossRatio: 0.001,
- *   suspect: () => false,
- * });
- * const paths = [new ClientPath(0, "a"), new ClientPath(1, "b")];
- * scheduler.choose(paths, 0); // both: redundant mode sends on every candidate
- * ```
- */
-export function createClientScheduler<Path extends PathStatsView>(
-  mode: SchedulingMode,
-  options: ClientSchedulerOptions,
-): ClientScheduler<Path> {
-  return SCHEDULERS[mode]<Path>(options);
 }

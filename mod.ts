@@ -30,6 +30,8 @@ export {
   type FlowTarget,
 } from "./lib/session/client_core.ts";
 export { type SchedulingMode } from "./lib/session/scheduler.ts";
+export { type PathScheduler } from "./lib/session/path_scheduler.ts";
+export { type PathStatsView } from "./lib/path/path_stats.ts";
 export {
   chooseFecParameters,
   FecDecoder,

@@ -32,6 +32,8 @@ export {
 export { type SchedulingMode } from "./lib/session/scheduler.ts";
 export { FecDecoder } from "./lib/fec/decoder.ts";
 export { FecEncoder } from "./lib/fec/encoder.ts";
+export { type PathScheduler } from "./lib/session/path_scheduler.ts";
+export { type PathStatsView } from "./lib/path/path_stats.ts";
 export {
   chooseFecParameters,
   type FecParameters,

@@ -13,6 +13,8 @@
 
 import { ClientCore, type ClientOutbox } from "../lib/session/client_core.ts";
 import { deriveSecretKeys } from "../lib/crypto/handshake.ts";
+import { createAead } from "../lib/crypto/aead_factory.ts";
+import { secureRandom } from "../lib/session/secure_random.ts";
 import { silentLogger } from "../lib/base/log.ts";
 import { bindUdp, classifySendError } from "../lib/io/udp.ts";
 import type { UdpAddress } from "../lib/io/transport.ts";
@@ -68,7 +70,13 @@ const payload = new Uint8Array(PAYLOAD_BYTES);
 
 const starter = setInterval(() => {
   for (let index = 0; index < STARTS_PER_INTERVAL && cores.size < count; index++) {
-    const core = new ClientCore({ pathLabels: ["server"], secret, logger: silentLogger });
+    const core = new ClientCore({
+      pathLabels: ["server"],
+      secret,
+      logger: silentLogger,
+      aead: createAead,
+      random: secureRandom,
+    });
     cores.set(core.sessionId, core);
     started.push(core);
     core.onTimer(performance.now(), outbox);

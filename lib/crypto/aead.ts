@@ -7,6 +7,13 @@
 
 export { KEY_BYTES, MAX_COUNTER, NONCE_BYTES, TAG_BYTES } from "./aead_nonce.ts";
 
+/**
+ * Makes an {@link Aead} from a 32-byte key: what the handshake calls to key a session. The engines
+ * take one in their options (the drivers pass `createAead` from `aead_factory.ts`), so tests may
+ * count or fake keys.
+ */
+export type AeadFactory = (key: Uint8Array) => Aead;
+
 /** The AEAD algorithms a session may use. */
 export type AeadAlgorithm = "chacha20-poly1305" | "aes-256-gcm";
 

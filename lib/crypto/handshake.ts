@@ -22,7 +22,7 @@ import {
   x25519,
 } from "./primitives.ts";
 import { createAead } from "./aead_factory.ts";
-import type { Aead } from "./aead.ts";
+import type { Aead, AeadFactory } from "./aead.ts";
 import {
   encodeHandshake,
   HANDSHAKE_BYTES,
@@ -126,7 +126,8 @@ export interface ServerHandshake {
 }
 
 /**
- * Answers a verified INIT; `sessionContinued` says the server already knew the session. Returns
+ * Answers a verified INIT; `sessionContinued` says the server already knew the session; `aead` keys
+ * the session (default {@link createAead}). Returns
  * undefined when the client's key is unusable (a low-order point): a forged or broken INIT, dropped
  * like any other.
  */
@@ -135,6 +136,7 @@ export function respondToInit(
   init: HandshakeMessage,
   initBytes: Uint8Array,
   sessionContinued = false,
+  aead: AeadFactory = createAead,
 ): ServerHandshake | undefined {
   const keyPair = secret ? generateKeyPair() : undefined;
   const response = encodeHandshake({
@@ -153,7 +155,7 @@ export function respondToInit(
     hmac16(secret.macKey, response.subarray(0, HANDSHAKE_MAC_OFFSET), init.mac),
     HANDSHAKE_MAC_OFFSET,
   );
-  return { response, keys: deriveSessionKeys(secret, shared, initBytes, response) };
+  return { response, keys: deriveSessionKeys(secret, shared, initBytes, response, aead) };
 }
 
 /** Outcome of {@link completeHandshake} at the client. */
@@ -161,12 +163,16 @@ export type ClientHandshakeResult =
   | { readonly ok: true; readonly keys?: SessionKeys }
   | { readonly ok: false; readonly reason: "bad-mac" | "auth-mismatch" | "unexpected" };
 
-/** Checks a RESPONSE against the pending INIT and derives the session's keys. */
+/**
+ * Checks a RESPONSE against the pending INIT and derives the session's keys, made by `aead`
+ * (default {@link createAead}).
+ */
 export function completeHandshake(
   secret: SecretKeys | undefined,
   pending: PendingHandshake,
   response: HandshakeMessage,
   responseBytes: Uint8Array,
+  aead: AeadFactory = createAead,
 ): ClientHandshakeResult {
   if (
     response.sessionId !== pending.sessionId || response.keyPhase !== pending.keyPhase ||
@@ -186,7 +192,7 @@ export function completeHandshake(
   if (!constantTimeEqual(expectedMac, response.mac)) return { ok: false, reason: "bad-mac" };
   const shared = x25519(pending.keyPair.privateKey, response.publicKey);
   if (!shared) return { ok: false, reason: "bad-mac" };
-  return { ok: true, keys: deriveSessionKeys(secret, shared, pending.init, responseBytes) };
+  return { ok: true, keys: deriveSessionKeys(secret, shared, pending.init, responseBytes, aead) };
 }
 
 function deriveSessionKeys(
@@ -194,6 +200,7 @@ function deriveSessionKeys(
   shared: Uint8Array,
   initBytes: Uint8Array,
   responseBytes: Uint8Array,
+  aead: AeadFactory,
 ): SessionKeys {
   const info = new Uint8Array(SESSION_KEYS_INFO.length + HANDSHAKE_BYTES + HANDSHAKE_MAC_OFFSET);
   info.set(SESSION_KEYS_INFO, 0);
@@ -204,7 +211,7 @@ function deriveSessionKeys(
   );
   const material = hkdf(shared, secret.keySalt, info, 64);
   return {
-    clientToServer: createAead(material.subarray(0, 32)),
-    serverToClient: createAead(material.subarray(32, 64)),
+    clientToServer: aead(material.subarray(0, 32)),
+    serverToClient: aead(material.subarray(32, 64)),
   };
 }

@@ -40,6 +40,8 @@ import { bindUdp, classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
 import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "../wire/messages.ts";
 import type { Socks5Credentials } from "../socks5/session.ts";
+import { createAead } from "../crypto/aead_factory.ts";
+import { secureRandom } from "../session/secure_random.ts";
 import {
   Socks5Front,
   type Socks5Tunnel,
@@ -329,6 +331,8 @@ export class ClientDriver {
       reorderTimeoutMs: options.scheduling?.reorderTimeoutMs,
       pathLabels: paths.map((path) => pathLabel(path.target)),
       secret: options.secret,
+      aead: createAead,
+      random: secureRandom,
       logger: options.logger,
       timing: options.timing,
     });

@@ -22,6 +22,7 @@ import { DeadlineTimer } from "../io/deadline_timer.ts";
 import { LogThrottle } from "../base/throttle.ts";
 import { bindUdp, classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
+import { createAead } from "../crypto/aead_factory.ts";
 
 /** What starts a server. */
 export interface ServerDriverOptions {
@@ -131,6 +132,7 @@ export class ServerDriver {
     this.#maxTargetSockets = options.maxTargetSockets ?? DEFAULT_MAX_TARGET_SOCKETS;
     this.core = new ServerCore({
       secret: options.secret,
+      aead: createAead,
       logger: options.logger,
       limits: options.limits,
       onSessionClosed: (sessionId) => this.#closeSessionFlows(sessionId),

@@ -25,8 +25,50 @@ const LOSS_SAMPLE_DATAGRAMS = 50;
 /** Weight of a new sample in the smoothed loss toward the server. */
 const LOSS_GAIN = 1 / 4;
 
+/**
+ * What a scheduler may read of a path: who it is, what state it is in and what has been measured
+ * on it, with nothing it could change. {@link ClientPath} is one.
+ */
+export interface PathStatsView {
+  /** Position in the client's path list; carried in probes. */
+  readonly index: number;
+  /** How the path is named in logs. */
+  readonly label: string;
+  /** A backup path carries data only while no other path is up. */
+  readonly backup: boolean;
+  /** Share of datagrams in balance mode, relative to the other paths. */
+  readonly weight: number;
+  readonly state: PathState;
+  /** False while an operator has taken the path out of service. */
+  readonly inService: boolean;
+  /** When anything authentic last arrived on this path (−Infinity: never). */
+  readonly lastHeardMs: number;
+  /** When the path was last marked down (−Infinity: never). */
+  readonly lastDownMs: number;
+  /** Smoothed round-trip time (RFC 6298), undefined until the first probe reply. */
+  readonly smoothedRttMs: number | undefined;
+  /** Round-trip variation (RFC 6298). */
+  readonly rttVarianceMs: number;
+  /** The most recent round-trip sample. */
+  readonly latestRttMs: number | undefined;
+  /** Variation of consecutive round-trip samples. */
+  readonly jitterMs: number;
+  /** Smoothed share of datagrams lost toward the server, undefined until measured. */
+  readonly lossToServerRatio: number | undefined;
+  /** Datagrams and bytes sent on this path. */
+  readonly sent: Readonly<TrafficCounters>;
+  /** Datagrams and bytes received on this path. */
+  readonly received: Readonly<TrafficCounters>;
+  /** Share of recent probes that got no reply. */
+  roundTripLossRatio(nowMs: number): number | undefined;
+  /** The round-trip loss for decisions, smoothed while there are few probes. */
+  roundTripLossEstimate(nowMs: number): number | undefined;
+  /** Loss from the server on this path. */
+  lossFromServerRatio(nowMs: number): number | undefined;
+}
+
 /** Health and counters of one client path. */
-export class ClientPath {
+export class ClientPath implements PathStatsView {
   state: PathState = "probing";
   /** When anything authentic last arrived on this path (−Infinity: never). */
   lastHeardMs = -Infinity;

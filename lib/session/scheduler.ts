@@ -1,7 +1,8 @@
 /**
- * Scheduling decisions shared by both ends, as plain functions of measurements: which paths carry a
- * datagram in each mode, how long a silent path may stay up, how often to probe. No state beyond the
- * weighted round robin's counters, no clock: callers pass what they measured.
+ * The arithmetic of scheduling shared by both ends and every mode, as plain functions of
+ * measurements: how many paths adaptive mode needs, how long a silent path may stay up, how often to
+ * probe, and the weighted round robin. No clock: callers pass what they measured. The modes
+ * themselves are objects behind `PathScheduler` (`path_scheduler.ts`):
  *
  * - `redundant`: every live path (the caller's backup rule decides which are live).
  * - `adaptive`: the fewest best paths whose combined loss (the product of their loss ratios, losses
@@ -30,14 +31,15 @@ export const BUSY_PROBE_INTERVAL_MS = 50;
 const DATAGRAMS_PER_PROBE = 50;
 
 /**
- * How unlikely a live path must be to stay silent for the whole limit {@link silenceLimitMs} gives.
- * Where a path wrongly marked down costs nothing but a moment's shift of its share to the others
- * (balance, fec), speed matters more than certainty; in redundant and adaptive modes a wrong
- * verdict takes a copy away, so they wait for more evidence.
+ * How unlikely a live path must be to stay silent for the whole limit {@link silenceLimitMs} gives,
+ * where a wrong verdict takes a copy away (redundant and adaptive modes): wait for more evidence.
  */
-export function falseDownProbability(mode: SchedulingMode): number {
-  return mode === "balance" || mode === "fec" ? 0.05 : 1e-3;
-}
+export const CAUTIOUS_FALSE_DOWN_PROBABILITY = 1e-3;
+/**
+ * ... and where a path wrongly marked down costs nothing but a moment's shift of its share to the
+ * others (balance, fec): speed matters more than certainty.
+ */
+export const QUICK_FALSE_DOWN_PROBABILITY = 0.05;
 
 /** Probe loss is taken to be at least this, so a clean path's limit still spans a few probes. */
 const MIN_ASSUMED_PROBE_LOSS = 0.05;
@@ -46,7 +48,7 @@ const UNMEASURED_PROBE_LOSS = 0.3;
 
 /**
  * How long a path may be silent before it is marked down: long enough that a live path with this
- * round-trip loss is rarely that silent (see {@link falseDownProbability}), plus a round trip.
+ * round-trip loss is rarely that silent (see {@link CAUTIOUS_FALSE_DOWN_PROBABILITY}), plus a round trip.
  */
 export function silenceLimitMs(options: {
   readonly probeIntervalMs: number;
@@ -56,14 +58,16 @@ export function silenceLimitMs(options: {
   readonly rttVarianceMs: number;
   readonly floorMs: number;
   readonly ceilingMs: number;
-  /** See {@link falseDownProbability}; 1e-3 by default. */
+  /** See {@link CAUTIOUS_FALSE_DOWN_PROBABILITY} (the default) and {@link QUICK_FALSE_DOWN_PROBABILITY}. */
   readonly falseDownProbability?: number;
 }): number {
   const loss = Math.min(
     0.9,
     Math.max(MIN_ASSUMED_PROBE_LOSS, options.roundTripLossRatio ?? UNMEASURED_PROBE_LOSS),
   );
-  const probesMissed = Math.ceil(Math.log(options.falseDownProbability ?? 1e-3) / Math.log(loss));
+  const probesMissed = Math.ceil(
+    Math.log(options.falseDownProbability ?? CAUTIOUS_FALSE_DOWN_PROBABILITY) / Math.log(loss),
+  );
   const roundTripMs = (options.smoothedRttMs ?? 0) + 4 * options.rttVarianceMs;
   const limitMs = probesMissed * options.probeIntervalMs + roundTripMs;
   return Math.min(options.ceilingMs, Math.max(options.floorMs, limitMs));

@@ -3,6 +3,7 @@
  * both directions, duplicates from redundant paths, restarts, secrets that differ.
  */
 import assert from "node:assert/strict";
+import { seededRandom } from "../../lib/base/rng.ts";
 import { ClientCore, type ClientOutbox } from "../../lib/session/client_core.ts";
 import { deriveSecretKeys } from "../../lib/crypto/handshake.ts";
 import { recordingLogger, silentLogger } from "../../lib/base/log.ts";
@@ -23,6 +24,7 @@ function wire(pathCount: number, options: { clientSecret?: string; serverSecret?
     pathLabels: Array.from({ length: pathCount }, (_, index) => `path${index}`),
     secret: options.clientSecret ? deriveSecretKeys(options.clientSecret) : undefined,
     logger,
+    random: seededRandom(pathCount),
   });
   const toApp: { flowId: number; payload: Uint8Array }[] = [];
   const toTarget: { sessionId: number; flowId: number; payload: Uint8Array }[] = [];

@@ -4,6 +4,7 @@
  * datagrams follow the answer, a refused flow delivers nothing, and a server restart re-declares.
  */
 import assert from "node:assert/strict";
+import { seededRandom } from "../../lib/base/rng.ts";
 import { ClientCore, type ClientOutbox } from "../../lib/session/client_core.ts";
 import type { AllowRule } from "../../lib/session/allow_rule.ts";
 import { parseServerConfig } from "../../lib/ops/config.ts";
@@ -45,7 +46,11 @@ function wire(options: { answerLater?: boolean } = {}) {
   /** While true, every FLOW_OPEN the client sends is lost on the way. */
   let losingFlowOpens = false;
   let server = new ServerCore({ logger: silentLogger });
-  const client = new ClientCore({ pathLabels: ["p0", "p1"], logger: silentLogger });
+  const client = new ClientCore({
+    pathLabels: ["p0", "p1"],
+    logger: silentLogger,
+    random: seededRandom(7),
+  });
   const toTarget: { flowId: number; text: string }[] = [];
   const toApp: { flowId: number; text: string }[] = [];
   const refused: { flowId: number; reason: FlowRefusal }[] = [];

@@ -2,12 +2,19 @@ import assert from "node:assert/strict";
 import {
   adaptivePathCount,
   BUSY_PROBE_INTERVAL_MS,
-  falseDownProbability,
   probeIntervalMs,
   RateMeter,
   silenceLimitMs,
   WeightedRoundRobin,
 } from "../../lib/session/scheduler.ts";
+import { createClientScheduler } from "../../lib/session/client/scheduling/scheduler_factory.ts";
+import type { SchedulingMode } from "../../lib/session/scheduler.ts";
+
+/** What the client's scheduler for `mode` asks of a silent path before calling it down. */
+function falseDownProbability(mode: SchedulingMode): number {
+  return createClientScheduler(mode, { targetLossRatio: 0.001, suspect: () => false })
+    .falseDownProbability;
+}
 
 Deno.test("adaptive: clean paths need one, three 20 % paths need all three for 0.1 %", () => {
   assert.equal(adaptivePathCount([0, 0, 0], 0.001), 1);

@@ -430,13 +430,11 @@ export class TunnelScenario {
 
   #makeClient(): TunnelClient {
     const name = `mpclient#${this.#clientGeneration++}`;
-    let sessionId = 0;
-    while (sessionId === 0) sessionId = Math.floor(this.#sessionIds.next() * 2 ** 32);
     const core = new ClientCore({
       pathLabels: this.network.paths.map((path) => `path${path.index}`),
       secret: this.#secretKeys,
       logger: timedLogger(this.network, name, this.logRecords),
-      sessionId,
+      random: this.#sessionIds,
       timing: this.#options.clientTiming,
       ...this.#options.scheduling,
     });

@@ -26,6 +26,7 @@ import {
   startBridge,
 } from "./lib/bridge/bridge_relay.ts";
 import { runMain } from "./lib/cli/run_main.ts";
+import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import {
   checkImpairmentOptions,
@@ -253,7 +254,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const seed = command.seed ?? crypto.getRandomValues(new Uint32Array(1))[0];
   let bridge;
   try {
-    bridge = await startBridge({ ...command, seed, logger });
+    bridge = await startBridge({ ...command, seed, logger, bind: bindUdp });
   } catch (error) {
     if (!(error instanceof BridgeStartError)) throw error;
     logger.error(error.message);

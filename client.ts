@@ -9,6 +9,7 @@
 
 import { formatHostPort, parseHostPort } from "./lib/base/address.ts";
 import { runMain } from "./lib/cli/run_main.ts";
+import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import {
   ClientDriver,
@@ -229,6 +230,7 @@ export async function main(args: readonly string[]): Promise<void> {
     paths: pathTargets(config),
     secret: secret?.keys,
     logger,
+    bind: bindUdp,
     timing: timingOf(config),
     scheduling: schedulingOf(config),
     uplinksAuto: uplinksAutoOf(config),

@@ -10,6 +10,7 @@
 
 import { formatHostPort, type HostPort, parseHostPort } from "./lib/base/address.ts";
 import { runMain } from "./lib/cli/run_main.ts";
+import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import { type ControlServer, runStatusCommand, startControlServer } from "./lib/ops/control.ts";
 import {
@@ -156,6 +157,7 @@ export async function main(args: readonly string[]): Promise<void> {
     allow: config.allow,
     secret: secret?.keys,
     logger,
+    bind: bindUdp,
   }).catch(
     (error) => {
       throw error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.PermissionDenied

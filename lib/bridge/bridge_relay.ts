@@ -21,8 +21,13 @@ import { formatHostPort, type HostPort, isIPv4Literal, isIPv6Literal } from "../
 import { createImpairment, type Impairment, type ImpairmentOptions } from "./impairment.ts";
 import { type Logger, silentLogger } from "../base/log.ts";
 import { seededRandom } from "../base/rng.ts";
-import { bindUdp, classifySendError } from "../io/udp.ts";
-import { type DatagramTransport, type UdpAddress, udpAddress } from "../io/transport.ts";
+import { classifySendError } from "../io/udp.ts";
+import {
+  type BindTransport,
+  type DatagramTransport,
+  type UdpAddress,
+  udpAddress,
+} from "../io/transport.ts";
 import type { SendErrorKind } from "../path/send_error.ts";
 
 /** Mappings unused for this long are closed, by default. */
@@ -111,8 +116,8 @@ export interface BridgeOptions {
   /** Look a server host name up again after this long without a datagram from it (default 30 s). */
   readonly reresolveAfterMs?: number;
   readonly logger?: Logger;
-  /** Opens a socket; tests may substitute one. */
-  readonly bind?: (address: HostPort) => DatagramTransport;
+  /** Opens the sockets: `bindUdp` in the program, a `MemoryNetwork`'s `bind` in tests. */
+  readonly bind: BindTransport;
   /** Turns a host name into one IP address; defaults to the system resolver. */
   readonly resolveHost?: (hostname: string) => Promise<string>;
 }
@@ -163,7 +168,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       `cannot resolve server host "${options.server.hostname}": ${errorMessage(error)}`,
     );
   }
-  const bind = options.bind ?? bindUdp;
+  const bind = options.bind;
   let listenSocket: DatagramTransport;
   try {
     listenSocket = bind(options.listen);
@@ -255,7 +260,7 @@ class BridgeRelay implements Bridge {
   readonly #listenSocket: DatagramTransport;
   readonly #listenBuffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
   readonly #resolveHost: (hostname: string) => Promise<string>;
-  readonly #bind: (address: HostPort) => DatagramTransport;
+  readonly #bind: BindTransport;
   readonly #logger: Logger;
   readonly #idleTimeoutMs: number;
   readonly #maxMappings: number;
@@ -290,7 +295,7 @@ class BridgeRelay implements Bridge {
     listenSocket: DatagramTransport,
     serverHostname: string,
     resolveHost: (hostname: string) => Promise<string>,
-    bind: (address: HostPort) => DatagramTransport,
+    bind: BindTransport,
   ) {
     this.#options = options;
     this.#listenSocket = listenSocket;

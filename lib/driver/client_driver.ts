@@ -36,8 +36,8 @@ import { isHostName, resolveHost, wildcardFor } from "../io/resolve.ts";
 import { firstLook, type UplinkAction, UplinkManager } from "../uplink/uplinks.ts";
 import { formatDrops } from "../base/counters.ts";
 import { DeadlineTimer } from "../io/deadline_timer.ts";
-import { bindUdp, classifySendError } from "../io/udp.ts";
-import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
+import { classifySendError } from "../io/udp.ts";
+import type { BindTransport, DatagramTransport, UdpAddress } from "../io/transport.ts";
 import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "../wire/messages.ts";
 import type { Socks5Credentials } from "../socks5/messages.ts";
 import {
@@ -98,6 +98,8 @@ export interface ClientDriverOptions {
   readonly paths: readonly ClientPathTarget[];
   readonly secret?: SecretKeys;
   readonly logger: Logger;
+  /** Opens the UDP sockets: `bindUdp` in the programs, a `MemoryNetwork`'s `bind` in tests. */
+  readonly bind: BindTransport;
   readonly timing?: Partial<ClientTiming>;
   /** Redundant mode when omitted. */
   readonly scheduling?: ClientScheduling;
@@ -407,7 +409,9 @@ export class ClientDriver {
       for (const target of added) {
         const path = await preparePath(target, this.#logger);
         opened.push(path);
-        if (path.bindAddress !== undefined) path.transport = bindUdp(udpBind(path.bindAddress));
+        if (path.bindAddress !== undefined) {
+          path.transport = this.#options.bind(udpBind(path.bindAddress));
+        }
       }
     } catch (error) {
       for (const path of opened) path.transport?.close();
@@ -583,7 +587,7 @@ export class ClientDriver {
     const options = this.#options;
     if (options.listen !== undefined) {
       this.#listeners.push({
-        transport: naming("listen", options.listen, () => bindUdp(options.listen!)),
+        transport: naming("listen", options.listen, () => options.bind(options.listen!)),
         target: undefined,
         label: "listen",
         flowsByHost: new Map(),
@@ -591,7 +595,7 @@ export class ClientDriver {
     }
     for (const forward of options.forwards ?? []) {
       this.#listeners.push({
-        transport: naming("forward", forward.listen, () => bindUdp(forward.listen)),
+        transport: naming("forward", forward.listen, () => options.bind(forward.listen)),
         target: forward.target,
         label: `forward ${formatHostPort(forward.listen)} → ${formatFlowTarget(forward.target)}`,
         flowsByHost: new Map(),
@@ -958,7 +962,7 @@ export class ClientDriver {
     old?.close();
     if (path.bindAddress === undefined || path.closed || this.#stopping) return false;
     try {
-      path.transport = bindUdp(udpBind(path.bindAddress));
+      path.transport = this.#options.bind(udpBind(path.bindAddress));
     } catch (error) {
       if (throwOnFailure) throw error;
       this.#logger.warning("cannot open a path's socket; will retry", {

@@ -11,15 +11,15 @@ import { formatHostPort, parseHostPort } from "./lib/base/address.ts";
 import { runMain } from "./lib/cli/run_main.ts";
 import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";
-import {
-  ClientDriver,
-  type ClientDriverOptions,
-  type ClientForward,
-  type ClientPathTarget,
-  type ClientScheduling,
-  type ForwardStatus,
-  type Socks5Status,
-} from "./lib/driver/client_driver.ts";
+import { ClientDriver } from "./lib/driver/client_driver.ts";
+import type {
+  ClientDriverOptions,
+  ClientForward,
+  ClientPathTarget,
+  ClientScheduling,
+  ForwardStatus,
+  Socks5Status,
+} from "./lib/driver/client_options.ts";
 import { type ClientTiming, DEFAULT_CLIENT_TIMING } from "./lib/session/client_core.ts";
 import { formatSessionId } from "./lib/wire/session_id.ts";
 import { type ControlServer, runStatusCommand, startControlServer } from "./lib/ops/control.ts";

@@ -48,11 +48,8 @@ export {
   type ServerLimits,
   type ServerOutbox,
 } from "./lib/session/server_core.ts";
-export {
-  ClientDriver,
-  type ClientDriverOptions,
-  type ClientPathTarget,
-} from "./lib/driver/client_driver.ts";
+export { ClientDriver } from "./lib/driver/client_driver.ts";
+export { type ClientDriverOptions, type ClientPathTarget } from "./lib/driver/client_options.ts";
 export { ServerDriver, type ServerDriverOptions } from "./lib/driver/server_driver.ts";
 export { bindUdp } from "./lib/io/udp.ts";
 export { type BindTransport, type DatagramTransport } from "./lib/io/transport.ts";

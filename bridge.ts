@@ -18,13 +18,15 @@ import {
   parsePort,
 } from "./lib/base/address.ts";
 import {
-  BRIDGE_DROP_REASONS,
   BridgeStartError,
-  type BridgeStats,
   DEFAULT_IDLE_TIMEOUT_MS,
-  type DirectionStats,
   startBridge,
 } from "./lib/bridge/bridge_relay.ts";
+import {
+  BRIDGE_DROP_REASONS,
+  type BridgeStats,
+  type DirectionStats,
+} from "./lib/bridge/bridge_stats.ts";
 import { runMain } from "./lib/cli/run_main.ts";
 import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";

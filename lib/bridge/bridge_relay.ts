@@ -96,13 +96,15 @@ export class BridgeStartError extends Error {
  * Resolves the server, binds the listen socket and starts relaying.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { startBridge } from "./bridge_relay.ts";
+ * import { MemoryNetwork } from "../io/memory_transport.ts";
  * const bridge = await startBridge({
  *   listen: { hostname: "127.0.0.1", port: 4001 },
  *   server: { hostname: "127.0.0.1", port: 5000 },
  *   impairment: { lossPercent: 10, delayMs: 40 },
  *   seed: 1,
+ *   bind: new MemoryNetwork().bind, // `bindUdp` (../io/udp.ts) for real sockets
  * });
  * // … later
  * await bridge.stop();

@@ -9,6 +9,7 @@
  */
 
 import { runMain } from "./lib/cli/run_main.ts";
+import { bindUdp } from "./lib/io/udp.ts";
 import { UsageError, VERSION } from "./lib/base/usage_error.ts";
 import { startBridge } from "./lib/bridge/bridge_relay.ts";
 import type { Bridge } from "./lib/bridge/bridge_relay.ts";
@@ -123,6 +124,7 @@ export async function main(args: string[]): Promise<void> {
       target: { hostname: LOCALHOST, port: echo.address.port },
       secret,
       logger: silentLogger,
+      bind: bindUdp,
     });
     for (let index = 0; index < pathCount; index++) {
       bridges.push(
@@ -131,6 +133,7 @@ export async function main(args: string[]): Promise<void> {
           server: { hostname: LOCALHOST, port: server.listeners[0].localAddress.port },
           impairment: { lossPercent },
           seed: seed * 1000 + index * 2,
+          bind: bindUdp,
         }),
       );
     }
@@ -143,6 +146,7 @@ export async function main(args: string[]): Promise<void> {
       })),
       secret,
       logger: silentLogger,
+      bind: bindUdp,
     });
     const report = await runTrafficStream({
       target: { hostname: LOCALHOST, port: client.listenAddress.port },

@@ -4,16 +4,18 @@
  *
  * @example
  * ```ts ignore
- * import { ClientDriver, ServerDriver, silentLogger } from "./mod.ts";
+ * import { bindUdp, ClientDriver, ServerDriver, silentLogger } from "./mod.ts";
  * const server = await ServerDriver.start({
  *   listen: [{ hostname: "127.0.0.1", port: 2000 }],
  *   target: { hostname: "127.0.0.1", port: 1194 },
  *   logger: silentLogger,
+ *   bind: bindUdp,
  * });
  * const client = await ClientDriver.start({
  *   listen: { hostname: "127.0.0.1", port: 4000 },
  *   paths: [{ host: "127.0.0.1", port: 2000 }],
  *   logger: silentLogger,
+ *   bind: bindUdp,
  * });
  * ```
  *
@@ -48,12 +50,12 @@ export {
   type ServerLimits,
   type ServerOutbox,
 } from "./lib/session/server_core.ts";
-export {
-  ClientDriver,
-  type ClientDriverOptions,
-  type ClientPathTarget,
-} from "./lib/driver/client_driver.ts";
+export { ClientDriver } from "./lib/driver/client_driver.ts";
+export { type ClientDriverOptions, type ClientPathTarget } from "./lib/driver/client_options.ts";
 export { ServerDriver, type ServerDriverOptions } from "./lib/driver/server_driver.ts";
+export { bindUdp } from "./lib/io/udp.ts";
+export { type BindTransport, type DatagramTransport } from "./lib/io/transport.ts";
+export { MemoryNetwork } from "./lib/io/memory_transport.ts";
 export { type Bridge, type BridgeOptions, startBridge } from "./lib/bridge/bridge_relay.ts";
 export { type ImpairmentOptions } from "./lib/bridge/impairment.ts";
 export { deriveSecretKeys, type SecretKeys } from "./lib/crypto/handshake.ts";

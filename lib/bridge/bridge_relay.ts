@@ -16,14 +16,25 @@
  * direction's randomness is seeded with `seed`, the downstream direction's with `seed + 1`.
  */
 
-import { lookup } from "node:dns/promises";
-import { formatHostPort, type HostPort, isIPv4Literal, isIPv6Literal } from "../base/address.ts";
+import { formatHostPort, type HostPort } from "../base/address.ts";
+import {
+  type BridgeStats,
+  createDirectionStats,
+  type Direction,
+  type DirectionStats,
+} from "./bridge_stats.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
+import { isIPLiteral, resolveServer, resolveWithSystem } from "./server_address.ts";
 import { createImpairment, type Impairment, type ImpairmentOptions } from "./impairment.ts";
 import { type Logger, silentLogger } from "../base/log.ts";
 import { seededRandom } from "../base/rng.ts";
-import { bindUdp, classifySendError } from "../io/udp.ts";
-import { type DatagramTransport, type UdpAddress, udpAddress } from "../io/transport.ts";
-import type { SendErrorKind } from "../path/send_error.ts";
+import { classifySendError } from "../io/udp.ts";
+import {
+  type BindTransport,
+  type DatagramTransport,
+  type UdpAddress,
+  udpAddress,
+} from "../io/transport.ts";
 
 /** Mappings unused for this long are closed, by default. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
@@ -38,61 +49,6 @@ export const DEFAULT_RERESOLVE_AFTER_MS = 30_000;
 const RECEIVE_BUFFER_BYTES = 65536;
 const MIN_SWEEP_INTERVAL_MS = 10;
 const MAX_SWEEP_INTERVAL_MS = 1000;
-
-/** The two directions through the bridge: toward the server and back toward a client. */
-export type Direction = "upstream" | "downstream";
-
-/** Why the bridge dropped a datagram. */
-export type BridgeDropReason =
-  /** The impairment's random loss. */
-  | "loss"
-  /** Inside a blackout window. */
-  | "blackout"
-  /** The rate-limited link's queue was full. */
-  | "queue-full"
-  /** A new client while `maxMappings` mappings were open. */
-  | "mapping-limit"
-  /** No upstream socket could be opened for a new client. */
-  | "no-socket"
-  /** A datagram on an upstream socket from an address other than the server. */
-  | "not-from-server"
-  /** The mapping closed (idle or stopping) while the datagram waited. */
-  | "mapping-closed"
-  /** The send failed; see `sendErrors` for why. */
-  | "send-error";
-
-/** All bridge drop reasons, in display order. */
-export const BRIDGE_DROP_REASONS: readonly BridgeDropReason[] = [
-  "loss",
-  "blackout",
-  "queue-full",
-  "mapping-limit",
-  "no-socket",
-  "not-from-server",
-  "mapping-closed",
-  "send-error",
-];
-
-/** Counters for one direction. `datagramsIn` = `datagramsOut` + drops + those still queued. */
-export interface DirectionStats {
-  datagramsIn: number;
-  bytesIn: number;
-  datagramsOut: number;
-  bytesOut: number;
-  dropped: Record<BridgeDropReason, number>;
-  sendErrors: Partial<Record<SendErrorKind, number>>;
-  receiveErrors: number;
-}
-
-/** A snapshot of the bridge's counters. */
-export interface BridgeStats {
-  upstream: DirectionStats;
-  downstream: DirectionStats;
-  mappingsOpened: number;
-  mappingsExpired: number;
-  mappingsActive: number;
-  datagramsQueued: number;
-}
 
 /** What {@link startBridge} needs. */
 export interface BridgeOptions {
@@ -111,8 +67,8 @@ export interface BridgeOptions {
   /** Look a server host name up again after this long without a datagram from it (default 30 s). */
   readonly reresolveAfterMs?: number;
   readonly logger?: Logger;
-  /** Opens a socket; tests may substitute one. */
-  readonly bind?: (address: HostPort) => DatagramTransport;
+  /** Opens the sockets: `bindUdp` in the program, a `MemoryNetwork`'s `bind` in tests. */
+  readonly bind: BindTransport;
   /** Turns a host name into one IP address; defaults to the system resolver. */
   readonly resolveHost?: (hostname: string) => Promise<string>;
 }
@@ -140,13 +96,15 @@ export class BridgeStartError extends Error {
  * Resolves the server, binds the listen socket and starts relaying.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { startBridge } from "./bridge_relay.ts";
+ * import { MemoryNetwork } from "../io/memory_transport.ts";
  * const bridge = await startBridge({
  *   listen: { hostname: "127.0.0.1", port: 4001 },
  *   server: { hostname: "127.0.0.1", port: 5000 },
  *   impairment: { lossPercent: 10, delayMs: 40 },
  *   seed: 1,
+ *   bind: new MemoryNetwork().bind, // `bindUdp` (../io/udp.ts) for real sockets
  * });
  * // … later
  * await bridge.stop();
@@ -163,7 +121,7 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
       `cannot resolve server host "${options.server.hostname}": ${errorMessage(error)}`,
     );
   }
-  const bind = options.bind ?? bindUdp;
+  const bind = options.bind;
   let listenSocket: DatagramTransport;
   try {
     listenSocket = bind(options.listen);
@@ -177,55 +135,12 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   return relay;
 }
 
-/** The system resolver (getaddrinfo, so `/etc/hosts` and `localhost` work offline). */
-async function resolveWithSystem(hostname: string): Promise<string> {
-  const { address } = await lookup(hostname);
-  return address;
-}
-
-async function resolveServer(
-  hostname: string,
-  resolveHost: (hostname: string) => Promise<string>,
-): Promise<string> {
-  return canonicalAddress(isIPLiteral(hostname) ? hostname : await resolveHost(hostname));
-}
-
-function isIPLiteral(hostname: string): boolean {
-  return isIPv4Literal(hostname) || isIPv6Literal(hostname);
-}
-
-/**
- * Spells an address the way received datagrams report their sender, so the two can be compared as
- * strings: IPv6 in its RFC 5952 short form (`0:0::1` becomes `::1`).
- */
-function canonicalAddress(address: string): string {
-  if (!address.includes(":") || address.includes("%")) return address;
-  try {
-    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    return address;
-  }
-}
-
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 function isClosedError(error: unknown): boolean {
   return error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.BadResource;
-}
-
-function createDirectionStats(): DirectionStats {
-  const dropped = Object.fromEntries(BRIDGE_DROP_REASONS.map((reason) => [reason, 0]));
-  return {
-    datagramsIn: 0,
-    bytesIn: 0,
-    datagramsOut: 0,
-    bytesOut: 0,
-    dropped: dropped as Record<BridgeDropReason, number>,
-    sendErrors: {},
-    receiveErrors: 0,
-  };
 }
 
 /** One client's relay state. */
@@ -255,7 +170,7 @@ class BridgeRelay implements Bridge {
   readonly #listenSocket: DatagramTransport;
   readonly #listenBuffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
   readonly #resolveHost: (hostname: string) => Promise<string>;
-  readonly #bind: (address: HostPort) => DatagramTransport;
+  readonly #bind: BindTransport;
   readonly #logger: Logger;
   readonly #idleTimeoutMs: number;
   readonly #maxMappings: number;
@@ -269,7 +184,7 @@ class BridgeRelay implements Bridge {
   #mappingCount = 0;
   #mappingsOpened = 0;
   #mappingsExpired = 0;
-  readonly #queue = new DeadlineQueue();
+  readonly #queue = new DeadlineQueue<DelayedDatagram>();
   #nextOrder = 0;
   #timerId: ReturnType<typeof setTimeout> | undefined;
   #timerDeadlineMs = Infinity;
@@ -290,7 +205,7 @@ class BridgeRelay implements Bridge {
     listenSocket: DatagramTransport,
     serverHostname: string,
     resolveHost: (hostname: string) => Promise<string>,
-    bind: (address: HostPort) => DatagramTransport,
+    bind: BindTransport,
   ) {
     this.#options = options;
     this.#listenSocket = listenSocket;
@@ -637,57 +552,4 @@ class BridgeRelay implements Bridge {
       this.#mappings.clear();
     }
   }
-}
-
-/** A binary min-heap of delayed datagrams by deadline, then arrival order. */
-class DeadlineQueue {
-  readonly #heap: DelayedDatagram[] = [];
-
-  get size(): number {
-    return this.#heap.length;
-  }
-
-  peek(): DelayedDatagram | undefined {
-    return this.#heap[0];
-  }
-
-  push(entry: DelayedDatagram): void {
-    const heap = this.#heap;
-    heap.push(entry);
-    let index = heap.length - 1;
-    while (index > 0) {
-      const parent = (index - 1) >> 1;
-      if (!before(heap[index], heap[parent])) break;
-      [heap[index], heap[parent]] = [heap[parent], heap[index]];
-      index = parent;
-    }
-  }
-
-  pop(): DelayedDatagram | undefined {
-    const heap = this.#heap;
-    const top = heap[0];
-    const last = heap.pop();
-    if (heap.length === 0 || last === undefined) return top;
-    heap[0] = last;
-    let index = 0;
-    for (;;) {
-      const left = 2 * index + 1;
-      const right = left + 1;
-      let smallest = index;
-      if (left < heap.length && before(heap[left], heap[smallest])) smallest = left;
-      if (right < heap.length && before(heap[right], heap[smallest])) smallest = right;
-      if (smallest === index) break;
-      [heap[index], heap[smallest]] = [heap[smallest], heap[index]];
-      index = smallest;
-    }
-    return top;
-  }
-
-  clear(): void {
-    this.#heap.length = 0;
-  }
-}
-
-function before(a: DelayedDatagram, b: DelayedDatagram): boolean {
-  return a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order);
 }

@@ -3,43 +3,27 @@
  * the tunnel through its front ends: the classic listener (its flows go to the server's default
  * target), one listener per `forward` (its flows are declared with the forward's target), and the
  * SOCKS5 front end (`lib/socks5/front.ts`: each destination of an association is a declared flow).
- * Each distinct application address on a listener is a flow; replies go back to it from that
- * listener. Each path has a socket of its own (its own source port, so bridges and NATs see one
- * mapping per path).
- *
- * A path's socket is not forever: a path bound to an interface (`dev`, `uplinks auto`) is re-opened
- * on the interface's new address when it changes, and a path that stays silent is re-opened on a
- * fresh source port (a stale NAT mapping is the usual cause). The core keeps the path's index and
- * state, and the server follows the path to its new address; a socket's receive loop ends when the
- * socket is replaced.
+ * Each distinct application address on a listener is a flow (`client_flows.ts`); replies go back to
+ * it from that listener. The paths' sockets, and how they follow interfaces and silence, are
+ * `client_paths.ts`; this file runs the receive loops over both and the core's timer.
  *
  * Every receive loop owns a receive buffer and a scratch buffer, and waits for the sends it started
  * before it receives again, because Deno reads a send buffer when the send runs.
  */
 
-import { formatHostPort, type HostPort, isIPv6Literal } from "../base/address.ts";
-import { assertNever } from "../base/assert.ts";
-import type { FecParameters } from "../fec/parameters.ts";
-import type { SchedulingMode } from "../session/scheduler.ts";
+import { formatHostPort, type HostPort } from "../base/address.ts";
 import {
   ClientCore,
   type ClientOutbox,
-  type ClientTiming,
   type FlowRefusal,
   type FlowTarget,
 } from "../session/client_core.ts";
 import { formatSessionId } from "../wire/session_id.ts";
-import type { SecretKeys } from "../crypto/handshake.ts";
 import type { Logger } from "../base/log.ts";
-import { type InterfaceChange, watchInterfaces } from "../uplink/interfaces.ts";
-import { isHostName, resolveHost, wildcardFor } from "../io/resolve.ts";
-import { firstLook, type UplinkAction, UplinkManager } from "../uplink/uplinks.ts";
 import { formatDrops } from "../base/counters.ts";
 import { DeadlineTimer } from "../io/deadline_timer.ts";
-import { bindUdp, classifySendError } from "../io/udp.ts";
+import { classifySendError } from "../io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
-import { DECLARED_FLOW_BASE, MAX_FLOW_ID } from "../wire/messages.ts";
-import type { Socks5Credentials } from "../socks5/session.ts";
 import { createAead } from "../crypto/aead_factory.ts";
 import { secureRandom } from "../session/secure_random.ts";
 import {
@@ -48,105 +32,20 @@ import {
   type TunnelChannel,
   type TunnelFlowHandlers,
 } from "../socks5/front.ts";
-
-/** A path as the driver needs it: where to send. */
-export interface ClientPathTarget {
-  readonly host: string;
-  readonly port: number;
-  /** How logs name it; HOST:PORT when omitted. */
-  readonly label?: string;
-  /** The local address to send from (bind); the wildcard of the destination's family when omitted. */
-  readonly fromAddress?: string;
-  /** The local interface to send through: its current address of the destination's family. */
-  readonly device?: string;
-  /** Carries data only while no other path is up. */
-  readonly backup?: boolean;
-  /** Share of datagrams in balance mode (default 1). */
-  readonly weight?: number;
-}
-
-/** How the client spreads datagrams over its paths (see `lib/session/scheduler.ts`). */
-export interface ClientScheduling {
-  readonly mode: SchedulingMode;
-  readonly targetLossRatio?: number;
-  readonly fec?: FecParameters | "auto";
-  readonly reorderTimeoutMs?: number;
-}
-
-/** A `forward` line: another local listener whose flows go to one target. */
-export interface ClientForward {
-  readonly listen: HostPort;
-  readonly target: FlowTarget;
-}
-
-/** The SOCKS5 front end's settings (see `lib/socks5/front.ts`). */
-export interface ClientSocks5 {
-  /** The TCP address of the control listener. */
-  readonly listen: HostPort;
-  /** When set, clients must authenticate with these (RFC 1929). */
-  readonly credentials?: Socks5Credentials;
-  readonly maxAssociations?: number;
-  readonly maxFlowsPerAssociation?: number;
-}
-
-/** What starts a client. */
-export interface ClientDriverOptions {
-  /** Where applications send for the server's default target (the classic listener), if any. */
-  readonly listen?: HostPort;
-  /** More listeners, each to a target of its own. */
-  readonly forwards?: readonly ClientForward[];
-  /** A SOCKS5 front end. */
-  readonly socks5?: ClientSocks5;
-  readonly paths: readonly ClientPathTarget[];
-  readonly secret?: SecretKeys;
-  readonly logger: Logger;
-  readonly timing?: Partial<ClientTiming>;
-  /** Redundant mode when omitted. */
-  readonly scheduling?: ClientScheduling;
-  /** A flow whose application has been silent this long is forgotten. */
-  readonly flowIdleTimeoutMs?: number;
-  /** A path down this long has its host name resolved again, then every this often. */
-  readonly reresolveAfterMs?: number;
-  /** A path down this long is re-opened on a fresh source port, then every this often. */
-  readonly reopenAfterMs?: number;
-  /** `uplinks auto HOST PORT`: a path to this address per usable interface, named after it. */
-  readonly uplinksAuto?: {
-    readonly host: string;
-    readonly port: number;
-    /** Interfaces left out (`exclude` lines). */
-    readonly excluded?: readonly string[];
-  };
-  /** How the interfaces are read, for `dev` paths and `uplinks auto` (tests inject a list). */
-  readonly interfaces?: {
-    /** Default `Deno.networkInterfaces`. */
-    readonly read?: () => Deno.NetworkInterfaceInfo[];
-    /** Default 1000 ms. */
-    readonly intervalMs?: number;
-  };
-}
-
-/** What {@link ClientDriver.setPathInService} found. */
-export type PathServiceResult = "ok" | "no-such-path" | "unsupported";
+import {
+  type ClientDriverOptions,
+  type ClientPathTarget,
+  formatFlowTarget,
+  type ForwardStatus,
+  type PathServiceResult,
+  type Socks5Status,
+} from "./client_options.ts";
+import { type Flow, FlowTable } from "./client_flows.ts";
+import { ClientPaths, pathLabel, type PathSocket, preparePath, unmapIPv4 } from "./client_paths.ts";
 
 const RECEIVE_BUFFER_BYTES = 65536;
 const MAINTENANCE_INTERVAL_MS = 1000;
 const DEFAULT_FLOW_IDLE_TIMEOUT_MS = 180_000;
-const DEFAULT_RERESOLVE_AFTER_MS = 5000;
-const DEFAULT_REOPEN_AFTER_MS = 5000;
-
-/** One application address (or SOCKS5 destination) talking through the tunnel. */
-interface Flow {
-  readonly id: number;
-  /** How logs name it. */
-  readonly label: string;
-  lastActiveMs: number;
-  /** Sends a reply to the application; the payload may be reused once the promise settles. */
-  readonly deliver: (payload: Uint8Array) => Promise<unknown>;
-  /** Removes the flow from its owner's index when the driver forgets it for being idle. */
-  readonly expired: () => void;
-  /** Set when the server refused the flow's target (logged once). */
-  refusal: FlowRefusal | undefined;
-}
 
 /** A UDP listener for applications: the classic one, or a forward's. */
 interface AppListener {
@@ -159,168 +58,25 @@ interface AppListener {
   readonly flowsByHost: Map<string, Map<number, Flow>>;
 }
 
-/** What a forward listener reports (for status output). */
-export interface ForwardStatus {
-  /** Where its applications send, HOST:PORT. */
-  readonly listen: string;
-  /** The target: a name, or HOST:PORT. */
-  readonly target: string;
-  readonly flows: number;
-}
-
-/** What the SOCKS5 front end reports (for status output). */
-export interface Socks5Status {
-  /** The TCP control listener, HOST:PORT. */
-  readonly listen: string;
-  readonly associations: number;
-  readonly flows: number;
-  readonly connections: number;
-  readonly handshakeFailures: number;
-  readonly toTunnel: number;
-  readonly toClients: number;
-  /** Datagrams to a relay dropped, by reason (only reasons that happened). */
-  readonly drops: Readonly<Record<string, number>>;
-}
-
-/** The last classic flow id; declared flows are {@link DECLARED_FLOW_BASE}–{@link MAX_FLOW_ID}. */
-const MAX_CLASSIC_FLOW_ID = DECLARED_FLOW_BASE - 1;
-
-/** How logs and status write a flow target. */
-export function formatFlowTarget(target: FlowTarget): string {
-  return target.kind === "named"
-    ? target.name
-    : formatHostPort({ hostname: target.host, port: target.port });
-}
-
-/** A path's socket and where it sends. */
-interface PathSocket {
-  readonly target: ClientPathTarget;
-  /** Undefined while the path waits for its interface to have an address (or its bind failed). */
-  transport: DatagramTransport | undefined;
-  /** What the socket binds: undefined while a `dev` path's interface has no address. */
-  bindAddress: string | undefined;
-  destination: UdpAddress;
-  lastResolvedMs: number;
-  /** When the socket was last (re-)opened, or a bind last tried. */
-  lastOpenedMs: number;
-  /** Made by `uplinks auto` (a reload leaves it alone). */
-  readonly auto: boolean;
-  /** Set when a reload removed the path: its loop ends. */
-  closed: boolean;
-  /** Counts a failed send on this path (made once, not per datagram). */
-  onSendError: (error: unknown) => void;
-  /**
-   * What a send on `transport` does when it fails: {@link onSendError}, unless the socket has been
-   * replaced meanwhile (the error is not the path's then). Made once per socket, not per datagram.
-   */
-  sendFailed?: { readonly transport: DatagramTransport; readonly handle: (error: unknown) => void };
-}
-
-/** The failed-send handler of `path` for sends on `transport` (see `PathSocket.sendFailed`). */
-function sendFailedHandler(
-  path: PathSocket,
-  transport: DatagramTransport,
-): (error: unknown) => void {
-  if (path.sendFailed?.transport !== transport) {
-    path.sendFailed = {
-      transport,
-      handle: (error) => {
-        if (path.transport === transport) path.onSendError(error);
-      },
-    };
-  }
-  return path.sendFailed.handle;
-}
-
-/** `::ffff:192.0.2.1` → `192.0.2.1`; any other address unchanged. */
-function unmapIPv4(hostname: string): string {
-  return hostname.startsWith("::ffff:") && hostname.includes(".") ? hostname.slice(7) : hostname;
-}
-
-/** Two path lines name the same path when everything about them is the same. */
-function samePath(a: ClientPathTarget, b: ClientPathTarget): boolean {
-  return a.host === b.host && a.port === b.port && a.label === b.label &&
-    a.fromAddress === b.fromAddress && a.device === b.device &&
-    (a.backup ?? false) === (b.backup ?? false);
-}
-
-/** A path's label: its name, or HOST:PORT. */
-function pathLabel(target: ClientPathTarget): string {
-  return target.label ?? formatHostPort({ hostname: target.host, port: target.port });
-}
-
-/** The family of an IP literal (4 when it is not one, e.g. an unresolved name). */
-function familyOf(address: string): 4 | 6 {
-  return isIPv6Literal(address) ? 6 : 4;
-}
-
-/**
- * Resolves a path's host; its socket is bound by the driver, which knows the interfaces (its
- * send-error handler is set by the caller).
- */
-async function preparePath(
-  target: ClientPathTarget,
-  logger: Logger,
-  auto = false,
-): Promise<PathSocket> {
-  const address = await resolveHost(target.host).catch((error) => {
-    logger.warning("cannot resolve a path's host yet; will retry", {
-      host: target.host,
-      error: (error as Error).message,
-    });
-    return undefined;
-  });
-  return {
-    target,
-    transport: undefined,
-    bindAddress: target.device !== undefined
-      ? undefined
-      : target.fromAddress ?? wildcardFor(address ?? "0.0.0.0"),
-    destination: { transport: "udp", hostname: address ?? target.host, port: target.port },
-    lastResolvedMs: performance.now(),
-    lastOpenedMs: performance.now(),
-    auto,
-    closed: false,
-    onSendError: () => {},
-  };
-}
-
 /** A running mpclient. */
 export class ClientDriver {
   readonly core: ClientCore;
-  /** Path sockets by the core's path index (a removed path leaves a hole). */
-  readonly #paths: (PathSocket | undefined)[];
+  readonly #paths: ClientPaths;
   readonly #logger: Logger;
   /** The classic listener first (when there is one), then the forwards' in configuration order. */
   readonly #listeners: AppListener[] = [];
   #socks5: Socks5Front | undefined;
-  readonly #flowsById = new Map<number, Flow>();
-  #classicFlowCount = 0;
-  #declaredFlowCount = 0;
-  #nextClassicFlowId = 1;
-  #nextDeclaredFlowId = DECLARED_FLOW_BASE;
+  readonly #flows: FlowTable;
   readonly #flowIdleTimeoutMs: number;
-  readonly #reresolveAfterMs: number;
-  readonly #reopenAfterMs: number;
   readonly #options: ClientDriverOptions;
-  /** Follows the interfaces for `dev` paths and `uplinks auto`; made when first needed. */
-  #uplinks: UplinkManager | undefined;
-  #watcher: { stop(): void } | undefined;
-  /** `uplinks auto`'s destination, resolved once at start. */
-  #autoDestination: { host: string; port: number } | undefined;
-  /** Interface changes are applied one at a time (adding a path awaits its resolution). */
-  #interfaceWork: Promise<void> = Promise.resolve();
   /** The running receive loops (a removed path's loop leaves the set when it ends). */
   readonly #loops = new Set<Promise<void>>();
   #maintenanceTimer: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
 
   private constructor(options: ClientDriverOptions, paths: PathSocket[]) {
-    this.#paths = paths;
     this.#logger = options.logger;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
-    this.#reresolveAfterMs = options.reresolveAfterMs ?? DEFAULT_RERESOLVE_AFTER_MS;
-    this.#reopenAfterMs = options.reopenAfterMs ?? DEFAULT_REOPEN_AFTER_MS;
     this.#options = options;
     this.core = new ClientCore({
       backupPaths: paths.map((path) => path.target.backup ?? false),
@@ -336,6 +92,14 @@ export class ClientDriver {
       logger: options.logger,
       timing: options.timing,
     });
+    this.#flows = new FlowTable((flowId) => this.core.closeFlow(flowId));
+    this.#paths = new ClientPaths({
+      core: this.core,
+      options,
+      startLoop: (index, path, transport) => this.#track(this.#pathLoop(index, path, transport)),
+      stopping: () => this.#stopping,
+      armTimer: () => this.#armTimer(),
+    }, paths);
   }
 
   /**
@@ -350,36 +114,7 @@ export class ClientDriver {
     const driver = new ClientDriver(options, paths);
     try {
       driver.#openFrontEnds();
-      paths.forEach((path, index) => {
-        path.onSendError = (error) => driver.#sendFailed(index, error);
-      });
-      if (options.uplinksAuto !== undefined) {
-        const { host, port } = options.uplinksAuto;
-        const address = await resolveHost(host).catch(() => undefined);
-        driver.#autoDestination = { host: address ?? host, port };
-        driver.#uplinks = new UplinkManager({
-          family: familyOf(address ?? host),
-          excluded: options.uplinksAuto.excluded ?? [],
-        });
-      } else if (paths.some((path) => path.target.device !== undefined)) {
-        driver.#uplinks = new UplinkManager();
-      }
-      if (driver.#uplinks !== undefined) {
-        // The first look is synchronous, so the paths exist before the first datagram; the
-        // watcher's own first look then changes nothing. (It adds the `uplinks auto` paths.)
-        await driver.#applyInterfaceChanges(firstLook(driver.#readInterfaces()));
-      }
-      options.paths.forEach((target, index) => {
-        if (target.device !== undefined) {
-          paths[index].bindAddress = driver.#watchDevice(index, paths[index]);
-        }
-      });
-      for (let index = 0; index < paths.length; index++) {
-        // A `from` address that cannot be bound is a configuration mistake: it throws.
-        if (paths[index].bindAddress !== undefined) {
-          driver.#openSocket(index, paths[index], paths[index].target.device === undefined);
-        } else driver.#logWaiting(paths[index]);
-      }
+      await driver.#paths.open();
     } catch (error) {
       await driver.stop();
       throw error;
@@ -396,44 +131,9 @@ export class ClientDriver {
   async reconfigure(
     targets: readonly ClientPathTarget[],
   ): Promise<{ added: number; removed: number }> {
-    const current = this.#paths.flatMap((path, index) =>
-      path && !path.auto ? [{ path, index }] : []
-    );
-    const removed = current.filter(({ path }) =>
-      !targets.some((target) => samePath(target, path.target))
-    );
-    const added = targets.filter((target) =>
-      !current.some(({ path }) => samePath(target, path.target))
-    );
-    // Open the new paths first, so a mistake leaves everything as it was.
-    const opened: PathSocket[] = [];
-    try {
-      for (const target of added) {
-        const path = await preparePath(target, this.#logger);
-        opened.push(path);
-        if (path.bindAddress !== undefined) path.transport = bindUdp(udpBind(path.bindAddress));
-      }
-    } catch (error) {
-      for (const path of opened) path.transport?.close();
-      throw error;
-    }
-    if (opened.some((path) => path.target.device !== undefined)) this.#ensureWatching();
-    for (const path of opened) {
-      const index = this.core.addPath(
-        pathLabel(path.target),
-        path.target.backup ?? false,
-        path.target.weight ?? 1,
-      );
-      path.onSendError = (error) => this.#sendFailed(index, error);
-      this.#paths[index] = path;
-      if (path.target.device !== undefined) {
-        path.bindAddress = this.#watchDevice(index, path);
-        this.#openSocket(index, path, false);
-      } else this.#track(this.#pathLoop(index, path, path.transport!));
-    }
-    for (const { index } of removed) this.#closePath(index);
+    const result = await this.#paths.reconfigure(targets);
     this.#armTimer();
-    return { added: opened.length, removed: removed.length };
+    return result;
   }
 
   /**
@@ -494,19 +194,8 @@ export class ClientDriver {
    * Where each path sends from and to, in path order (for status output): `local` is undefined
    * while a path waits for an address, `interfaceName` set for `dev` and `uplinks auto` paths.
    */
-  pathAddresses(): {
-    readonly local: UdpAddress | undefined;
-    readonly remote: UdpAddress;
-    readonly interfaceName: string | undefined;
-  }[] {
-    return this.core.paths.map((state) => {
-      const path = this.#paths[state.index]!;
-      return {
-        local: path.transport?.localAddress,
-        remote: path.destination,
-        interfaceName: path.target.device,
-      };
-    });
+  pathAddresses(): ReturnType<ClientPaths["addresses"]> {
+    return this.#paths.addresses();
   }
 
   /**
@@ -532,7 +221,7 @@ export class ClientDriver {
 
   /** Application flows being tracked. */
   get flowCount(): number {
-    return this.#flowsById.size;
+    return this.#flows.size;
   }
 
   /** Closes every socket and timer and waits for the loops to end. */
@@ -541,12 +230,11 @@ export class ClientDriver {
     this.#stopping = true;
     this.#timer.cancel();
     clearInterval(this.#maintenanceTimer);
-    this.#watcher?.stop();
     for (const listener of this.#listeners) listener.transport.close();
     const socks5Stopped = this.#socks5?.stop();
-    for (const path of this.#paths) path?.transport?.close();
+    const pathsClosed = this.#paths.close();
     await socks5Stopped;
-    await this.#interfaceWork;
+    await pathsClosed;
     while (this.#loops.size > 0) await Promise.allSettled([...this.#loops]);
   }
 
@@ -587,7 +275,7 @@ export class ClientDriver {
     const options = this.#options;
     if (options.listen !== undefined) {
       this.#listeners.push({
-        transport: naming("listen", options.listen, () => bindUdp(options.listen!)),
+        transport: naming("listen", options.listen, () => options.bind(options.listen!)),
         target: undefined,
         label: "listen",
         flowsByHost: new Map(),
@@ -595,7 +283,7 @@ export class ClientDriver {
     }
     for (const forward of options.forwards ?? []) {
       this.#listeners.push({
-        transport: naming("forward", forward.listen, () => bindUdp(forward.listen)),
+        transport: naming("forward", forward.listen, () => options.bind(forward.listen)),
         target: forward.target,
         label: `forward ${formatHostPort(forward.listen)} → ${formatFlowTarget(forward.target)}`,
         flowsByHost: new Map(),
@@ -632,7 +320,7 @@ export class ClientDriver {
               outbox,
             )?.id,
           send: async (flowId, payload) => {
-            const flow = this.#flowsById.get(flowId);
+            const flow = this.#flows.get(flowId);
             if (flow === undefined || this.#stopping) return;
             // Let the FLOW_OPEN's sends run first, in case the core sealed it in the scratch
             // buffer.
@@ -645,15 +333,15 @@ export class ClientDriver {
         };
       },
       closeFlow: (flowId) => {
-        const flow = this.#flowsById.get(flowId);
-        if (flow !== undefined) this.#forgetFlow(flow);
+        const flow = this.#flows.get(flowId);
+        if (flow !== undefined) this.#flows.forget(flow);
       },
     };
   }
 
   #run(): void {
     for (const listener of this.#listeners) this.#track(this.#appLoop(listener));
-    if (this.#uplinks !== undefined) this.#ensureWatching();
+    this.#paths.run();
     this.#maintenanceTimer = setInterval(() => this.#maintain(), MAINTENANCE_INTERVAL_MS);
     this.#armTimer();
   }
@@ -669,19 +357,10 @@ export class ClientDriver {
     return {
       scratch: new Uint8Array(RECEIVE_BUFFER_BYTES),
       sendOnPath: (pathIndex, datagram) => {
-        const path = this.#paths[pathIndex];
-        const transport = path?.transport;
-        if (transport) {
-          pending.push(
-            transport.send(datagram, path.destination).catch(sendFailedHandler(path, transport)),
-          );
-        } else if (path) {
-          // The path waits for an address on its interface: the send could not happen.
-          this.core.recordSendError(pathIndex, "no-address", performance.now());
-        }
+        this.#paths.send(pathIndex, datagram, pending);
       },
       deliverToApp: (flowId, payload) => {
-        const flow = this.#flowsById.get(flowId);
+        const flow = this.#flows.get(flowId);
         if (!flow) {
           this.repliesForGoneFlows++; // the application's flow expired or never existed here
           return;
@@ -696,7 +375,7 @@ export class ClientDriver {
 
   /** The server refused a declared flow: logged once per flow, counted by reason. */
   #flowRefused(flowId: number, reason: FlowRefusal): void {
-    const flow = this.#flowsById.get(flowId);
+    const flow = this.#flows.get(flowId);
     if (flow === undefined || flow.refusal !== undefined) return;
     flow.refusal = reason;
     this.refusedFlows[reason] = (this.refusedFlows[reason] ?? 0) + 1;
@@ -808,32 +487,13 @@ export class ClientDriver {
       if (byPort?.size === 0) listener.flowsByHost.delete(address.hostname);
     };
     const flow = listener.target === undefined
-      ? this.#openClassicFlow(label, deliver, expired, nowMs)
+      ? this.#flows.openClassic(label, deliver, expired, nowMs)
       : this.#openDeclaredFlow(listener.target, label, deliver, expired, nowMs, outbox);
     if (!flow) return undefined;
     let byPort = listener.flowsByHost.get(address.hostname);
     if (!byPort) listener.flowsByHost.set(address.hostname, byPort = new Map());
     byPort.set(address.port, flow);
     this.#logger.debug("new application flow", { flow: flow.id, from: label });
-    return flow;
-  }
-
-  /** A classic flow (to the server's default target); undefined when every classic id is taken. */
-  #openClassicFlow(
-    label: string,
-    deliver: Flow["deliver"],
-    expired: Flow["expired"],
-    nowMs: number,
-  ): Flow | undefined {
-    if (this.#classicFlowCount >= MAX_CLASSIC_FLOW_ID) return undefined;
-    while (this.#flowsById.has(this.#nextClassicFlowId)) {
-      this.#nextClassicFlowId = nextId(this.#nextClassicFlowId, 1, MAX_CLASSIC_FLOW_ID);
-    }
-    const id = this.#nextClassicFlowId;
-    this.#nextClassicFlowId = nextId(id, 1, MAX_CLASSIC_FLOW_ID);
-    const flow: Flow = { id, label, lastActiveMs: nowMs, deliver, expired, refusal: undefined };
-    this.#flowsById.set(id, flow);
-    this.#classicFlowCount++;
     return flow;
   }
 
@@ -849,38 +509,10 @@ export class ClientDriver {
     nowMs: number,
     outbox: ClientOutbox,
   ): Flow | undefined {
-    if (this.#stopping || this.#declaredFlowCount > MAX_FLOW_ID - DECLARED_FLOW_BASE) {
-      return undefined;
-    }
-    while (this.#flowsById.has(this.#nextDeclaredFlowId)) {
-      this.#nextDeclaredFlowId = nextId(this.#nextDeclaredFlowId, DECLARED_FLOW_BASE, MAX_FLOW_ID);
-    }
-    const id = this.#nextDeclaredFlowId;
-    this.#nextDeclaredFlowId = nextId(id, DECLARED_FLOW_BASE, MAX_FLOW_ID);
-    const flow: Flow = { id, label, lastActiveMs: nowMs, deliver, expired, refusal: undefined };
-    this.#flowsById.set(id, flow);
-    this.#declaredFlowCount++;
-    this.core.openFlow(id, target, nowMs, outbox);
+    if (this.#stopping) return undefined;
+    const flow = this.#flows.openDeclared(label, deliver, expired, nowMs);
+    if (flow !== undefined) this.core.openFlow(flow.id, target, nowMs, outbox);
     return flow;
-  }
-
-  /** Forgets a flow (the core too, for a declared one); its owner's index is the caller's. */
-  #forgetFlow(flow: Flow): void {
-    if (this.#flowsById.get(flow.id) !== flow) return;
-    this.#flowsById.delete(flow.id);
-    if (flow.id >= DECLARED_FLOW_BASE) {
-      this.#declaredFlowCount--;
-      this.core.closeFlow(flow.id);
-    } else this.#classicFlowCount--;
-  }
-
-  #sendFailed(pathIndex: number, error: unknown): void {
-    const kind = classifySendError(error);
-    if (kind === undefined) {
-      if (this.#stopping) return;
-      throw error;
-    }
-    this.core.recordSendError(pathIndex, kind, performance.now());
   }
 
   #appSendFailed(error: unknown): void {
@@ -910,185 +542,8 @@ export class ClientDriver {
    */
   #maintain(): void {
     const now = performance.now();
-    for (const flow of this.#flowsById.values()) {
-      if (now - flow.lastActiveMs < this.#flowIdleTimeoutMs) continue;
-      this.#forgetFlow(flow);
-      flow.expired();
-    }
-    this.#paths.forEach((path, index) => {
-      const state = this.core.paths.find((known) => known.index === index);
-      if (!path || !state) return;
-      if (
-        state.state !== "up" && path.bindAddress !== undefined &&
-        now - Math.max(state.lastHeardMs, path.lastOpenedMs) >= this.#reopenAfterMs
-      ) {
-        const wasPort = path.transport?.localAddress.port;
-        if (this.#openSocket(index, path, false)) {
-          this.#logger.info("silent path re-opened on a fresh source port", {
-            path: state.label,
-            from: wasPort === undefined ? "none" : String(wasPort),
-            to: String(path.transport!.localAddress.port),
-          });
-        }
-      }
-      const silentMs = now - Math.max(state.lastHeardMs, path.lastResolvedMs);
-      if (
-        state.state === "up" || !isHostName(path.target.host) || silentMs < this.#reresolveAfterMs
-      ) return;
-      path.lastResolvedMs = now;
-      resolveHost(path.target.host).then((address) => {
-        if (this.#stopping || address === path.destination.hostname) return;
-        this.#logger.info("path host resolved to a new address", { path: state.label, address });
-        path.destination = { transport: "udp", hostname: address, port: path.target.port };
-      }, (error) => {
-        this.#logger.debug("cannot resolve a path's host", {
-          path: state.label,
-          error: String(error),
-        });
-      });
-    });
-  }
-
-  /**
-   * (Re-)opens path `index`'s socket on its bind address with a fresh port, closes the old one and
-   * starts the new one's receive loop. A bind that fails is logged and the path waits (the next
-   * change of its interface, or the silent-path re-open, tries again) — unless `throwOnFailure`.
-   * Returns true when a socket is open.
-   */
-  #openSocket(index: number, path: PathSocket, throwOnFailure: boolean): boolean {
-    path.lastOpenedMs = performance.now();
-    const old = path.transport;
-    path.transport = undefined;
-    old?.close();
-    if (path.bindAddress === undefined || path.closed || this.#stopping) return false;
-    try {
-      path.transport = bindUdp(udpBind(path.bindAddress));
-    } catch (error) {
-      if (throwOnFailure) throw error;
-      this.#logger.warning("cannot open a path's socket; will retry", {
-        path: pathLabel(path.target),
-        address: path.bindAddress,
-        error: (error as Error).message,
-      });
-      return false;
-    }
-    this.#track(this.#pathLoop(index, path, path.transport));
-    return true;
-  }
-
-  /** Removes path `index`: from the core, the interface manager and its socket. */
-  #closePath(index: number): void {
-    const path = this.#paths[index];
-    if (!path) return;
-    this.core.removePath(index);
-    this.#uplinks?.removeDevice(index);
-    this.#paths[index] = undefined;
-    path.closed = true;
-    path.transport?.close();
-  }
-
-  /** Binds path `index` to its interface in the manager; returns the address to bind now. */
-  #watchDevice(index: number, path: PathSocket): string | undefined {
-    this.#uplinks ??= new UplinkManager();
-    return this.#uplinks.addDevice(
-      index,
-      path.target.device!,
-      familyOf(path.destination.hostname),
-    );
-  }
-
-  #logWaiting(path: PathSocket): void {
-    this.#logger.warning("path waits for an address on its interface", {
-      path: pathLabel(path.target),
-      interface: path.target.device ?? "",
-    });
-  }
-
-  #readInterfaces(): Deno.NetworkInterfaceInfo[] {
-    const read = this.#options.interfaces?.read ?? (() => Deno.networkInterfaces());
-    return read();
-  }
-
-  /** Starts the interface watcher if it is not running (dev paths or `uplinks auto` need it). */
-  #ensureWatching(): void {
-    this.#uplinks ??= new UplinkManager();
-    if (this.#watcher !== undefined || this.#stopping) return;
-    this.#watcher = watchInterfaces({
-      intervalMs: this.#options.interfaces?.intervalMs,
-      read: () => this.#readInterfaces(),
-      onChanges: (changes) => {
-        this.#interfaceWork = this.#interfaceWork.then(() => this.#applyInterfaceChanges(changes));
-      },
-      onError: (error) => {
-        this.#logger.warning("cannot read the network interfaces", { error: String(error) });
-      },
-    });
-  }
-
-  /** Applies what changed in the interfaces: re-opens, adds and removes paths. */
-  async #applyInterfaceChanges(changes: readonly InterfaceChange[]): Promise<void> {
-    const manager = this.#uplinks;
-    if (manager === undefined || this.#stopping) return;
-    for (const action of manager.apply(changes)) await this.#applyUplinkAction(action);
-    this.#armTimer();
-  }
-
-  async #applyUplinkAction(action: UplinkAction): Promise<void> {
-    if (this.#stopping) return;
-    switch (action.kind) {
-      case "bind": {
-        const path = this.#paths[action.pathIndex];
-        if (!path) return;
-        const from = path.bindAddress;
-        path.bindAddress = action.address;
-        if (action.address === undefined) {
-          path.transport?.close();
-          path.transport = undefined;
-          this.#logWaiting(path);
-          return;
-        }
-        if (this.#openSocket(action.pathIndex, path, false)) {
-          this.#logger.info("path re-opened on its interface's new address", {
-            path: pathLabel(path.target),
-            interface: path.target.device ?? "",
-            from: from ?? "none",
-            to: action.address,
-          });
-        }
-        return;
-      }
-      case "add-uplink": {
-        const destination = this.#autoDestination!;
-        const path = await preparePath(
-          { ...destination, label: action.interfaceName, device: action.interfaceName },
-          this.#logger,
-          true,
-        );
-        if (this.#stopping) return;
-        const index = this.core.addPath(action.interfaceName);
-        path.onSendError = (error) => this.#sendFailed(index, error);
-        this.#paths[index] = path;
-        path.bindAddress = this.#watchDevice(index, path);
-        this.#logger.info("uplink found: path added", {
-          interface: action.interfaceName,
-          address: path.bindAddress ?? "none",
-        });
-        // Until #run, start() opens the sockets itself.
-        if (this.#maintenanceTimer !== undefined) this.#openSocket(index, path, false);
-        return;
-      }
-      case "remove-uplink": {
-        const index = this.#paths.findIndex((path) =>
-          path?.auto === true && path.target.device === action.interfaceName
-        );
-        if (index < 0) return;
-        this.#logger.info("uplink gone: path removed", { interface: action.interfaceName });
-        this.#closePath(index);
-        return;
-      }
-      default:
-        return assertNever(action);
-    }
+    this.#flows.expireIdle(now, this.#flowIdleTimeoutMs);
+    this.#paths.maintain(now);
   }
 }
 
@@ -1105,14 +560,4 @@ function naming<T>(what: string, address: HostPort, bind: () => T): T {
     }
     throw error;
   }
-}
-
-/** The id after `id` in `first..last`, wrapping around. */
-function nextId(id: number, first: number, last: number): number {
-  return id >= last ? first : id + 1;
-}
-
-/** What to bind for sending from `address` (any free port). */
-function udpBind(address: string): HostPort {
-  return { hostname: address, port: 0 };
 }

@@ -20,8 +20,8 @@ import { ServerCore, type ServerLimits, type ServerOutbox } from "../session/ser
 import { formatDrops } from "../base/counters.ts";
 import { DeadlineTimer } from "../io/deadline_timer.ts";
 import { LogThrottle } from "../base/throttle.ts";
-import { bindUdp, classifySendError } from "../io/udp.ts";
-import type { DatagramTransport, UdpAddress } from "../io/transport.ts";
+import { classifySendError } from "../io/udp.ts";
+import type { BindTransport, DatagramTransport, UdpAddress } from "../io/transport.ts";
 import { createAead } from "../crypto/aead_factory.ts";
 
 /** What starts a server. */
@@ -36,6 +36,8 @@ export interface ServerDriverOptions {
   readonly allow?: readonly AllowRule[];
   readonly secret?: SecretKeys;
   readonly logger: Logger;
+  /** Opens the sockets: `bindUdp` in the programs, a `MemoryNetwork`'s `bind` in tests. */
+  readonly bind: BindTransport;
   readonly limits?: Partial<ServerLimits>;
   /** A flow whose target has been silent and whose client has been silent this long is closed. */
   readonly flowIdleTimeoutMs?: number;
@@ -102,6 +104,7 @@ export class ServerDriver {
   /** With several listening sockets: which one each client address last sent to. */
   readonly #arrivedOn = new Map<string, DatagramTransport>();
   readonly #logger: Logger;
+  readonly #bind: BindTransport;
   readonly #flows = new Map<number, Map<number, TargetFlow>>();
   readonly #flowIdleTimeoutMs: number;
   readonly #maxFlowsPerSession: number;
@@ -127,6 +130,7 @@ export class ServerDriver {
       allow: options.allow ?? [],
     };
     this.#logger = options.logger;
+    this.#bind = options.bind;
     this.#flowIdleTimeoutMs = options.flowIdleTimeoutMs ?? DEFAULT_FLOW_IDLE_TIMEOUT_MS;
     this.#maxFlowsPerSession = options.maxFlowsPerSession ?? DEFAULT_MAX_FLOWS_PER_SESSION;
     this.#maxTargetSockets = options.maxTargetSockets ?? DEFAULT_MAX_TARGET_SOCKETS;
@@ -162,7 +166,7 @@ export class ServerDriver {
         );
         if (address.hostname === "0.0.0.0" && dualStack) {
           try {
-            listeners.push(bindUdp(address));
+            listeners.push(options.bind(address));
           } catch (error) {
             if (!(error instanceof Deno.errors.AddrInUse)) throw error;
             options.logger.info("IPv4 arrives on the dual-stack IPv6 socket", {
@@ -171,7 +175,7 @@ export class ServerDriver {
           }
           continue;
         }
-        listeners.push(bindUdp(address));
+        listeners.push(options.bind(address));
       }
     } catch (error) {
       for (const listener of listeners) listener.close();
@@ -363,7 +367,7 @@ export class ServerDriver {
     }
     let transport: DatagramTransport;
     try {
-      transport = bindUdp({ hostname: wildcardFor(target.hostname), port: 0 });
+      transport = this.#bind({ hostname: wildcardFor(target.hostname), port: 0 });
     } catch (error) {
       // Out of file descriptors or ports: this datagram is lost, the server and its sessions are not.
       this.targetCounters.flowLimit++;

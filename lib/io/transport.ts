@@ -30,6 +30,13 @@ export interface DatagramTransport {
   close(): void;
 }
 
+/**
+ * Opens a socket bound to `address` (port 0: any free port). The drivers take one as their `bind`
+ * option: the programs pass `bindUdp` (`udp.ts`), tests a `MemoryNetwork`'s `bind`
+ * (`memory_transport.ts`). Errors about the address (in use, not local) are thrown.
+ */
+export type BindTransport = (address: HostPort) => DatagramTransport;
+
 /** Makes the address object Deno's UDP calls expect. */
 export function udpAddress(address: HostPort): UdpAddress {
   return { transport: "udp", hostname: address.hostname, port: address.port };

@@ -1,3 +1,6 @@
+/**
+ * The bridge's relay on the in-memory network: mappings, impairments, expiry, re-resolution.
+ */
 import assert from "node:assert/strict";
 import { lookup } from "node:dns/promises";
 import type { HostPort } from "../../lib/base/address.ts";
@@ -5,7 +8,7 @@ import { type Bridge, type BridgeOptions, startBridge } from "../../lib/bridge/b
 import { createImpairment } from "../../lib/bridge/impairment.ts";
 import { recordingLogger } from "../../lib/base/log.ts";
 import { seededRandom } from "../../lib/base/rng.ts";
-import { bindUdp } from "../../lib/io/udp.ts";
+import { MemoryNetwork } from "../../lib/io/memory_transport.ts";
 import type { DatagramTransport, UdpAddress } from "../../lib/io/transport.ts";
 
 const LOOPBACK: HostPort = { hostname: "127.0.0.1", port: 0 };
@@ -68,11 +71,16 @@ function sleep(ms: number): Promise<void> {
 
 /** Runs `body` with an echo server, a bridge to it and the given clients, closing all afterwards. */
 async function withBridge(
-  options: Partial<BridgeOptions> & { clientCount?: number; host?: HostPort },
+  options: Partial<BridgeOptions> & {
+    clientCount?: number;
+    host?: HostPort;
+    network?: MemoryNetwork;
+  },
   body: (bridge: Bridge, server: Collector, clients: Collector[]) => Promise<void>,
 ): Promise<void> {
   const host = options.host ?? LOOPBACK;
-  const server = new Collector(bindUdp(host), true);
+  const network = options.network ?? new MemoryNetwork();
+  const server = new Collector(network.bind(host), true);
   const clients: Collector[] = [];
   let bridge: Bridge | undefined;
   try {
@@ -80,10 +88,11 @@ async function withBridge(
       listen: host,
       server: { hostname: host.hostname, port: server.address.port },
       seed: 1,
+      bind: network.bind,
       ...options,
     });
     for (let index = 0; index < (options.clientCount ?? 1); index++) {
-      clients.push(new Collector(bindUdp(host)));
+      clients.push(new Collector(network.bind(host)));
     }
     await body(bridge, server, clients);
   } finally {
@@ -148,7 +157,7 @@ Deno.test("loss drops the share the seed predicts in each direction", async () =
     return losses;
   };
   await withBridge({ seed, impairment: { lossPercent } }, async (bridge, server, [client]) => {
-    // Batches keep the kernel's socket buffers from overflowing, so every loss is the bridge's.
+    // Batches keep the sockets' receive queues from overflowing, so every loss is the bridge's.
     for (let sent = 0; sent < count; sent += 50) {
       for (let index = sent; index < sent + 50; index++) {
         await client.send(`datagram ${index}`, bridge.listenAddress);
@@ -173,9 +182,10 @@ Deno.test("loss drops the share the seed predicts in each direction", async () =
 });
 
 Deno.test("a datagram to an upstream socket from another address is dropped", async () => {
-  const stranger = new Collector(bindUdp(LOOPBACK));
+  const network = new MemoryNetwork();
+  const stranger = new Collector(network.bind(LOOPBACK));
   try {
-    await withBridge({}, async (bridge, server, [client]) => {
+    await withBridge({ network }, async (bridge, server, [client]) => {
       await client.send("hello", bridge.listenAddress);
       await waitUntil("the reply", () => client.received.length === 1);
       const upstreamPort = server.received[0].from.port;
@@ -261,12 +271,14 @@ Deno.test("stopping in the middle of traffic ends every loop", async () => {
 
 Deno.test("a server given as localhost is resolved at start", async () => {
   const { address } = await lookup("localhost");
-  const server = new Collector(bindUdp({ hostname: address, port: 0 }), true);
-  const client = new Collector(bindUdp({ hostname: address, port: 0 }));
+  const network = new MemoryNetwork();
+  const server = new Collector(network.bind({ hostname: address, port: 0 }), true);
+  const client = new Collector(network.bind({ hostname: address, port: 0 }));
   const bridge = await startBridge({
     listen: { hostname: address, port: 0 },
     server: { hostname: "localhost", port: server.address.port },
     seed: 1,
+    bind: network.bind,
   });
   try {
     assert.equal(bridge.serverAddress.hostname, address);
@@ -285,6 +297,7 @@ Deno.test("an unresolvable server name stops the start with a clear error", asyn
       listen: LOOPBACK,
       server: { hostname: "nowhere.invalid", port: 9 },
       seed: 1,
+      bind: new MemoryNetwork().bind,
       resolveHost: () => Promise.reject(new Error("no such host")),
     }),
     { name: "BridgeStartError", message: /cannot resolve server host "nowhere.invalid"/ },
@@ -292,16 +305,12 @@ Deno.test("an unresolvable server name stops the start with a clear error", asyn
 });
 
 const SECOND_LOOPBACK = "127.0.0.2";
-const secondLoopbackMissing = !canBind(SECOND_LOOPBACK);
-if (secondLoopbackMissing) {
-  console.warn(`skipping the re-resolution test: cannot bind ${SECOND_LOOPBACK} here`);
-}
 
 Deno.test({
   name: "a silent server's name is looked up again and the new address used",
-  ignore: secondLoopbackMissing,
   fn: async () => {
-    const oldServer = new Collector(bindUdp(LOOPBACK)); // Receives but never answers.
+    const network = new MemoryNetwork();
+    const oldServer = new Collector(network.bind(LOOPBACK)); // Receives but never answers.
     const port = oldServer.address.port;
     let newServer: Collector | undefined;
     let client: Collector | undefined;
@@ -309,14 +318,15 @@ Deno.test({
     let answer = "127.0.0.1";
     const logger = recordingLogger();
     try {
-      newServer = new Collector(bindUdp({ hostname: SECOND_LOOPBACK, port }), true);
-      client = new Collector(bindUdp(LOOPBACK));
+      newServer = new Collector(network.bind({ hostname: SECOND_LOOPBACK, port }), true);
+      client = new Collector(network.bind(LOOPBACK));
       bridge = await startBridge({
         listen: LOOPBACK,
         server: { hostname: "server.test", port },
         seed: 1,
         idleTimeoutMs: 400,
         reresolveAfterMs: 100,
+        bind: network.bind,
         resolveHost: () => Promise.resolve(answer),
         logger,
       });
@@ -342,12 +352,8 @@ Deno.test({
   },
 });
 
-const ipv6Missing = !canBind("::1");
-if (ipv6Missing) console.warn("skipping the IPv6 test: cannot bind ::1 here");
-
 Deno.test({
   name: "relays over IPv6 on ::1",
-  ignore: ipv6Missing,
   fn: async () => {
     const host = { hostname: "::1", port: 0 };
     await withBridge({ host, clientCount: 2 }, async (bridge, server, [alice, bob]) => {
@@ -362,12 +368,3 @@ Deno.test({
     });
   },
 });
-
-function canBind(hostname: string): boolean {
-  try {
-    bindUdp({ hostname, port: 0 }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}

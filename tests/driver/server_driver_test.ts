@@ -1,5 +1,5 @@
 /**
- * mpserver's driver on real loopback sockets: the limits on target sockets (each is a file
+ * mpserver's driver on the in-memory network: the limits on target sockets (each is a file
  * descriptor) refuse new flows without harming the server or the flows it has.
  */
 import assert from "node:assert/strict";
@@ -8,29 +8,35 @@ import { createInit } from "../../lib/crypto/handshake.ts";
 import { silentLogger } from "../../lib/base/log.ts";
 import { ServerDriver } from "../../lib/driver/server_driver.ts";
 import { runUdpEcho } from "../../tools/traffic.ts";
-import { bindUdp } from "../../lib/io/udp.ts";
+import { MemoryNetwork } from "../../lib/io/memory_transport.ts";
 import type { DatagramTransport } from "../../lib/io/transport.ts";
 
 const LOCALHOST = "127.0.0.1";
 
 Deno.test("target sockets beyond the server-wide limit are refused and counted; the rest work", async () => {
-  const echo = runUdpEcho({ listen: { hostname: LOCALHOST, port: 0 } });
+  const network = new MemoryNetwork();
+  const echo = runUdpEcho({
+    listen: { hostname: LOCALHOST, port: 0 },
+    transport: network.bind({ hostname: LOCALHOST, port: 0 }),
+  });
   const server = await ServerDriver.start({
     listen: [{ hostname: LOCALHOST, port: 0 }],
     target: { hostname: LOCALHOST, port: echo.address.port },
     logger: silentLogger,
+    bind: network.bind,
     maxTargetSockets: 4,
   });
   const client = await ClientDriver.start({
     listen: { hostname: LOCALHOST, port: 0 },
     paths: [{ host: LOCALHOST, port: server.listeners[0].localAddress.port }],
     logger: silentLogger,
+    bind: network.bind,
   });
   const applications: DatagramTransport[] = [];
   try {
     // Six applications: six flows, six target sockets wanted, four allowed.
     for (let index = 0; index < 6; index++) {
-      applications.push(bindUdp({ hostname: LOCALHOST, port: 0 }));
+      applications.push(network.bind({ hostname: LOCALHOST, port: 0 }));
     }
     const echoed: number[] = [];
     const receivers = applications.map(async (application, index) => {
@@ -59,12 +65,14 @@ Deno.test("target sockets beyond the server-wide limit are refused and counted; 
 });
 
 Deno.test("with several listening sockets, the answer leaves from the one the client sent to", async () => {
+  const network = new MemoryNetwork();
   const server = await ServerDriver.start({
     listen: [{ hostname: "127.0.0.1", port: 0 }, { hostname: "127.0.0.1", port: 0 }],
     target: { hostname: "127.0.0.1", port: 9 },
     logger: silentLogger,
+    bind: network.bind,
   });
-  const client = bindUdp({ hostname: "127.0.0.1", port: 0 });
+  const client = network.bind({ hostname: "127.0.0.1", port: 0 });
   try {
     for (const [index, listener] of server.listeners.entries()) {
       const init = createInit(undefined, 0x1234 + index, 0, 1000 + index).init;

@@ -1,7 +1,7 @@
 /**
  * Paths bound to interfaces: the uplink manager driven by injected interface lists (added, removed,
- * readdressed, excluded), and the client driver following an injected list with real sockets on
- * this host's own addresses (datagrams go to a sink on 127.0.0.1 only).
+ * readdressed, excluded), and the client driver following an injected list on the in-memory
+ * network.
  */
 import assert from "node:assert/strict";
 import { interfaceEntry as entry } from "./interface_fixtures.ts";
@@ -10,6 +10,7 @@ import { InterfaceTracker } from "../../lib/uplink/interfaces.ts";
 import { recordingLogger } from "../../lib/base/log.ts";
 import { type UplinkAction, UplinkManager } from "../../lib/uplink/uplinks.ts";
 import { clientStatus } from "../../lib/ops/status.ts";
+import { MemoryNetwork } from "../../lib/io/memory_transport.ts";
 
 /** A manager and its tracker, fed whole lists as the watcher would. */
 function managerWith(
@@ -131,19 +132,10 @@ Deno.test("a removed dev path is no longer followed", () => {
 });
 
 // ---------------------------------------------------------------------------------------------------
-// The driver, on this host's own addresses
+// The driver, on the in-memory network
 
-/** A usable IPv4 address of this host (not loopback), to bind paths to; undefined if none. */
-function hostAddress(): string | undefined {
-  try {
-    return Deno.networkInterfaces().find((info) =>
-      info.family === "IPv4" && !info.address.startsWith("127.") &&
-      !info.address.startsWith("169.254.")
-    )?.address;
-  } catch {
-    return undefined;
-  }
-}
+/** The address the fake interfaces carry (the in-memory network binds any address). */
+const address = "192.0.2.7";
 
 /** Resolves once `condition()` holds, checking every few milliseconds (rejects after 3 s). */
 async function eventually(condition: () => boolean, what: string): Promise<void> {
@@ -154,19 +146,22 @@ async function eventually(condition: () => boolean, what: string): Promise<void>
   }
 }
 
-/** A UDP socket on 127.0.0.1 that records the source address of everything it receives. */
-function sink(): { port: number; sources: Set<string>; close(): Promise<void> } {
-  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+/** A socket on 127.0.0.1 of `network` that records the source address of everything it receives. */
+function sink(
+  network: MemoryNetwork,
+): { port: number; sources: Set<string>; close(): Promise<void> } {
+  const socket = network.bind({ hostname: "127.0.0.1", port: 0 });
   const sources = new Set<string>();
   const loop = (async () => {
+    const buffer = new Uint8Array(65536);
     try {
-      for await (const [, from] of socket) sources.add((from as Deno.NetAddr).hostname);
+      for (;;) sources.add((await socket.receive(buffer))[1].hostname);
     } catch {
       // closed
     }
   })();
   return {
-    port: (socket.addr as Deno.NetAddr).port,
+    port: socket.localAddress.port,
     sources,
     close: async () => {
       socket.close();
@@ -175,19 +170,18 @@ function sink(): { port: number; sources: Set<string>; close(): Promise<void> } 
   };
 }
 
-const address = hostAddress();
-
 Deno.test({
   name: "the driver binds a dev path when its interface gets an address, and unbinds it after",
-  ignore: address === undefined,
   async fn() {
-    const server = sink();
+    const network = new MemoryNetwork();
+    const server = sink(network);
     let list: Deno.NetworkInterfaceInfo[] = [];
     const logger = recordingLogger();
     const driver = await ClientDriver.start({
       listen: { hostname: "127.0.0.1", port: 0 },
       paths: [{ host: "127.0.0.1", port: server.port, label: "via-fake0", device: "fake0" }],
       logger,
+      bind: network.bind,
       interfaces: { read: () => list, intervalMs: 20 },
     });
     try {
@@ -195,9 +189,9 @@ Deno.test({
       assert.equal(path().local, "");
       assert.equal(path().interface, "fake0");
       assert.ok(logger.records.some((record) => record.message.includes("waits for an address")));
-      list = [entry("fake0", address!)];
-      await eventually(() => server.sources.has(address!), "a datagram from the new address");
-      assert.match(path().local, new RegExp(`^${address!.replaceAll(".", "\\.")}:\\d+$`));
+      list = [entry("fake0", address)];
+      await eventually(() => server.sources.has(address), "a datagram from the new address");
+      assert.match(path().local, new RegExp(`^${address.replaceAll(".", "\\.")}:\\d+$`));
       list = [];
       await eventually(() => path().local === "", "the path to wait again");
       await eventually(() => (path().sendErrors["no-address"] ?? 0) > 0, "a send counted");
@@ -210,25 +204,26 @@ Deno.test({
 
 Deno.test({
   name: "the driver makes a path per interface for uplinks auto, named after it, and drops it",
-  ignore: address === undefined,
   async fn() {
-    const server = sink();
-    let list = [entry("lo", "127.0.0.1"), entry("fake0", address!)];
+    const network = new MemoryNetwork();
+    const server = sink(network);
+    let list = [entry("lo", "127.0.0.1"), entry("fake0", address)];
     const driver = await ClientDriver.start({
       listen: { hostname: "127.0.0.1", port: 0 },
       paths: [],
       logger: recordingLogger(),
+      bind: network.bind,
       uplinksAuto: { host: "127.0.0.1", port: server.port, excluded: ["fake9"] },
       interfaces: { read: () => list, intervalMs: 20 },
     });
     try {
       const names = () => clientStatus(driver, performance.now()).paths.map((path) => path.name);
       assert.deepEqual(names(), ["fake0"]);
-      await eventually(() => server.sources.has(address!), "a datagram from the uplink");
-      list = [...list, entry("fake1", address!), entry("fake9", address!)];
+      await eventually(() => server.sources.has(address), "a datagram from the uplink");
+      list = [...list, entry("fake1", address), entry("fake9", address)];
       await eventually(() => names().length === 2, "the new uplink's path");
       assert.deepEqual(names(), ["fake0", "fake1"]);
-      list = [entry("fake1", address!)];
+      list = [entry("fake1", address)];
       await eventually(() => names().length === 1, "the vanished uplink's path to go");
       assert.deepEqual(names(), ["fake1"]);
       assert.equal(clientStatus(driver, performance.now()).paths[0].interface, "fake1");
@@ -242,12 +237,14 @@ Deno.test({
 Deno.test({
   name: "the driver re-opens a silent path on a fresh source port",
   async fn() {
-    const server = sink();
+    const network = new MemoryNetwork();
+    const server = sink(network);
     const logger = recordingLogger();
     const driver = await ClientDriver.start({
       listen: { hostname: "127.0.0.1", port: 0 },
       paths: [{ host: "127.0.0.1", port: server.port }],
       logger,
+      bind: network.bind,
       reopenAfterMs: 300,
     });
     try {
@@ -267,6 +264,7 @@ Deno.test("the driver takes a path out of service by name or index, and says whe
     listen: { hostname: "127.0.0.1", port: 0 },
     paths: [{ host: "127.0.0.1", port: 9, label: "one" }],
     logger: recordingLogger(),
+    bind: new MemoryNetwork().bind,
   });
   try {
     const inService = () => clientStatus(driver, performance.now()).paths[0].inService;

@@ -670,16 +670,22 @@ interface DisruptedStream {
   readonly stream: StreamReport;
   /** When each reply reached the application (`performance.now()`), in order. */
   readonly replyTimes: readonly number[];
-  /** When the restarted process's start line was seen. */
-  readonly restartedAt: number;
+  /** The restart: from just before the kill to when the new process's start line was seen. */
+  readonly restart: TimeWindow;
+}
+
+/** A span of `performance.now()` time. */
+interface TimeWindow {
+  readonly from: number;
+  readonly to: number;
 }
 
 /**
  * Streams through `tunnel` (a datagram of 1000 B every 2 ms); after `disruptAtMs` calls
  * `disrupt`, which kills and restarts a process and resolves once the new one has printed its
- * start line; the stream goes on for `afterMs` from then. The clock of the tunnel's recovery
- * starts at that line: how long a new process takes to start is the machine's (seconds when other
- * work shares it), not the tunnel's.
+ * start line; the stream goes on for `afterMs` from then. The time from the kill to that line is
+ * the restart, left out of the silences (see {@link silenceOutsideMs}): how long a new process
+ * takes to start is the machine's (seconds when other work shares it), not the tunnel's.
  */
 async function streamAcross(
   tunnel: Tunnel,
@@ -708,34 +714,36 @@ async function streamAcross(
     drainMs: 1000,
     transport: tapped,
   });
-  let restartedAt = 0;
+  let restart: TimeWindow = { from: 0, to: 0 };
   try {
     await delay(disruptAtMs);
+    const from = performance.now();
     await disrupt();
-    restartedAt = performance.now();
+    restart = { from, to: performance.now() };
     await delay(afterMs);
   } finally {
     stopSending.abort();
   }
-  return { stream: await streaming, replyTimes, restartedAt };
+  return { stream: await streaming, replyTimes, restart };
 }
 
 /**
- * The longest time without an arrival, where the silence across `restartedAt` (the restarted
- * process's start line) counts only from then; Infinity when nothing arrived after it.
+ * The longest time without an arrival, leaving out of each silence the part of it inside
+ * `excluded` (a restart, which begins with the silence the kill causes); Infinity when nothing
+ * arrived after `excluded`.
  */
-function silenceAfterRestartMs(arrivalTimes: readonly number[], restartedAt: number): number {
-  if ((arrivalTimes.at(-1) ?? 0) < restartedAt) return Infinity;
+function silenceOutsideMs(arrivalTimes: readonly number[], excluded: TimeWindow): number {
+  if ((arrivalTimes.at(-1) ?? 0) < excluded.to) return Infinity;
   let longest = 0;
   for (let index = 1; index < arrivalTimes.length; index++) {
     const [before, after] = [arrivalTimes[index - 1], arrivalTimes[index]];
-    const from = before < restartedAt && restartedAt < after ? restartedAt : before;
-    longest = Math.max(longest, after - from);
+    const overlap = Math.max(0, Math.min(after, excluded.to) - Math.max(before, excluded.from));
+    longest = Math.max(longest, after - before - overlap);
   }
   return longest;
 }
 
-/** How long the tunnel may stay silent once the restarted process has printed its start line. */
+/** How long the tunnel may stay silent, the restart (kill to start line) left out. */
 const RESUME_WITHIN_MS = 1500;
 /** How long the stream goes on after the restarted process's start line. */
 const STREAM_AFTER_RESTART_MS = 3000;
@@ -753,20 +761,20 @@ for (const secret of [false, true]) {
     });
 
     let restartMs = 0;
-    const { stream, replyTimes, restartedAt } = await streamAcross(tunnel, 1500, async () => {
+    const { stream, replyTimes, restart } = await streamAcross(tunnel, 1500, async () => {
       const killedAt = performance.now();
       await tunnel.killAndRestartServer();
       await tunnel.server.waitForLine(/mpserver \S+ started/, STARTUP_TIMEOUT_MS);
       restartMs = performance.now() - killedAt;
     }, STREAM_AFTER_RESTART_MS);
     const arrived = arrivals(target, stream);
-    const targetSilenceMs = silenceAfterRestartMs(target.arrivalTimes, restartedAt);
-    const replySilenceMs = silenceAfterRestartMs(replyTimes, restartedAt);
+    const targetSilenceMs = silenceOutsideMs(target.arrivalTimes, restart);
+    const replySilenceMs = silenceOutsideMs(replyTimes, restart);
     const receiveBufferDrops = tunnel.receiveBufferDrops();
     const applied = await stopBridgesAndReadLosses(tunnel.bridges);
     show(`mpserver SIGKILL + restart at 1.5 s of a stream, 3 s more after (3 × 20 % loss${keys})`, [
       `new mpserver printed "started" ${restartMs.toFixed(0)} ms after the kill`,
-      `longest silence counted from that line: at the target ${targetSilenceMs.toFixed(0)} ms, ` +
+      `longest silence outside the restart: at the target ${targetSilenceMs.toFixed(0)} ms, ` +
       `of the replies ${replySilenceMs.toFixed(0)} ms`,
       `longest silence overall: at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
       `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,
@@ -802,20 +810,20 @@ for (const secret of [false, true]) {
     });
 
     let restartMs = 0;
-    const { stream, replyTimes, restartedAt } = await streamAcross(tunnel, 1500, async () => {
+    const { stream, replyTimes, restart } = await streamAcross(tunnel, 1500, async () => {
       const killedAt = performance.now();
       await tunnel.killAndRestartClient(0);
       await tunnel.clients[0].waitForLine(/mpclient \S+ started/, STARTUP_TIMEOUT_MS);
       restartMs = performance.now() - killedAt;
     }, STREAM_AFTER_RESTART_MS);
     const arrived = arrivals(target, stream);
-    const targetSilenceMs = silenceAfterRestartMs(target.arrivalTimes, restartedAt);
-    const replySilenceMs = silenceAfterRestartMs(replyTimes, restartedAt);
+    const targetSilenceMs = silenceOutsideMs(target.arrivalTimes, restart);
+    const replySilenceMs = silenceOutsideMs(replyTimes, restart);
     const receiveBufferDrops = tunnel.receiveBufferDrops();
     const applied = await stopBridgesAndReadLosses(tunnel.bridges);
     show(`mpclient SIGKILL + restart at 1.5 s of a stream, 3 s more after (3 × 20 % loss${keys})`, [
       `new mpclient printed "started" ${restartMs.toFixed(0)} ms after the kill`,
-      `longest silence counted from that line: at the target ${targetSilenceMs.toFixed(0)} ms, ` +
+      `longest silence outside the restart: at the target ${targetSilenceMs.toFixed(0)} ms, ` +
       `of the replies ${replySilenceMs.toFixed(0)} ms`,
       `longest silence overall: at the target ${arrived.longestSilenceMs.toFixed(0)} ms, ` +
       `of the replies ${stream.longestSilenceMs.toFixed(0)} ms`,

@@ -17,10 +17,10 @@ import type { ClientStatus, ServerStatus } from "../../lib/ops/status.ts";
 import { bindUdp, classifySendError } from "../../lib/io/udp.ts";
 import type { DatagramTransport, UdpAddress } from "../../lib/io/transport.ts";
 import {
-  freeUdpPort,
   type ProcessHandle,
   spawnCommand,
   STARTUP_TIMEOUT_MS,
+  waitForListening,
   withTimeout,
 } from "./harness.ts";
 
@@ -133,9 +133,8 @@ Deno.test("after 1000 datagrams, /status and /metrics of both ends count them, p
     await echoing;
   });
 
-  const serverPort = freeUdpPort();
   const server = stack.use(program("server.ts", [
-    `${LOOPBACK}:${serverPort}`,
+    `${LOOPBACK}:0`,
     LOOPBACK,
     String(target.localAddress.port),
     "--control",
@@ -145,6 +144,7 @@ Deno.test("after 1000 datagrams, /status and /metrics of both ends count them, p
     hostname: LOOPBACK,
     port: Number((await server.waitForLine(CONTROL_LINE, STARTUP_TIMEOUT_MS))[1]),
   };
+  const serverPort = (await waitForListening(server)).port;
 
   const directory = await Deno.makeTempDir({ prefix: "mptunnel-control-" });
   stack.defer(() => Deno.remove(directory, { recursive: true }));
@@ -153,9 +153,8 @@ Deno.test("after 1000 datagrams, /status and /metrics of both ends count them, p
     configFile,
     `${LOOPBACK} ${serverPort} name alpha\n${LOOPBACK} ${serverPort} name beta\n`,
   );
-  const clientPort = freeUdpPort();
   const client = stack.use(program("client.ts", [
-    `${LOOPBACK}:${clientPort}`,
+    `${LOOPBACK}:0`,
     configFile,
     "--control",
     `${LOOPBACK}:0`,
@@ -164,6 +163,7 @@ Deno.test("after 1000 datagrams, /status and /metrics of both ends count them, p
     hostname: LOOPBACK,
     port: Number((await client.waitForLine(CONTROL_LINE, STARTUP_TIMEOUT_MS))[1]),
   };
+  const clientPort = (await waitForListening(client)).port;
   await eventually("both paths up", async () => {
     const status = await getJson<ClientStatus>(clientControl, "/status");
     return status.paths.length === 2 && status.paths.every((path) => path.state === "up");
@@ -329,22 +329,44 @@ Deno.test("after 1000 datagrams, /status and /metrics of both ends count them, p
   assert.equal(await withTimeout(watcher.exited, RUN_TIMEOUT_MS, "status --watch"), 0);
 });
 
-Deno.test("status against a port where nothing listens: one line, exit code 1", async () => {
+/** A TCP port on loopback where nothing listened a moment ago (bound to port 0, read, closed). */
+function closedTcpPort(): number {
   const listener = Deno.listen({ hostname: LOOPBACK, port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
-  const outcome = await runStatus("client.ts", ["--control", `${LOOPBACK}:${port}`]);
-  assert.equal(outcome.code, 1, outcome.output);
-  assert.equal(
-    outcome.output.trim(),
-    `mpclient: no control endpoint at ${LOOPBACK}:${port}: is mpclient running with --control?`,
-  );
-  const server = await runStatus("server.ts", ["--control", String(port)]);
-  assert.equal(server.code, 1, server.output);
-  assert.match(
-    server.output,
-    /^mpserver: no control endpoint at .*is mpserver running with --control\?$/,
-  );
+  return port;
+}
+
+/** True when something accepts TCP connections on `port` of loopback now. */
+async function somethingListens(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: LOOPBACK, port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("status against a port where nothing listens: one line, exit code 1", async () => {
+  // Another process may start listening on the freed port before the status command connects: then
+  // the answer is about that process, and the test tries again on another port.
+  for (let attempt = 1;; attempt++) {
+    const port = closedTcpPort();
+    const outcome = await runStatus("client.ts", ["--control", `${LOOPBACK}:${port}`]);
+    const server = await runStatus("server.ts", ["--control", String(port)]);
+    if (attempt < 3 && await somethingListens(port)) continue;
+    assert.equal(outcome.code, 1, outcome.output);
+    assert.equal(
+      outcome.output.trim(),
+      `mpclient: no control endpoint at ${LOOPBACK}:${port}: is mpclient running with --control?`,
+    );
+    assert.equal(server.code, 1, server.output);
+    assert.match(
+      server.output,
+      /^mpserver: no control endpoint at .*is mpserver running with --control\?$/,
+    );
+    return;
+  }
 });
 
 Deno.test("status without an address is a usage error (exit 2)", async () => {

@@ -9,7 +9,14 @@ import { opensslAeadUnavailable } from "../../lib/crypto/aead_openssl.ts";
 import { AEAD_IMPLEMENTATION_ENV_VAR } from "../../lib/crypto/aead_factory.ts";
 import { generateSecret, SECRET_ENV_VAR } from "../../lib/crypto/secret.ts";
 import { runTrafficStream, runUdpEcho } from "../../tools/traffic.ts";
-import { denoScript, freeUdpPorts, type ProcessHandle, STARTUP_TIMEOUT_MS } from "./harness.ts";
+import {
+  denoScript,
+  PATHS_UP_TIMEOUT_MS,
+  type ProcessHandle,
+  STARTUP_TIMEOUT_MS,
+  waitForCount,
+  waitForListening,
+} from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";
 
@@ -21,7 +28,6 @@ for (const [clientCipher, serverCipher] of [["openssl", "node"], ["node", "opens
       const secret = generateSecret();
       const config = await Deno.makeTempFile({ prefix: "mptunnel-interop-", suffix: ".conf" });
       const echo = runUdpEcho({ listen: { hostname: LOCALHOST, port: 0 } });
-      const [serverPort, clientPort] = freeUdpPorts(2);
       const processes: ProcessHandle[] = [];
       const start = (script: string, args: string[], cipher: string) => {
         const env = { [SECRET_ENV_VAR]: secret, [AEAD_IMPLEMENTATION_ENV_VAR]: cipher };
@@ -32,26 +38,30 @@ for (const [clientCipher, serverCipher] of [["openssl", "node"], ["node", "opens
       try {
         const server = start(
           "server.ts",
-          [`${LOCALHOST}:${serverPort}`, LOCALHOST, String(echo.address.port)],
+          [`${LOCALHOST}:0`, LOCALHOST, String(echo.address.port)],
           serverCipher,
         );
-        const [serverLine] = await server.waitForLine(/mpserver .* started.*/, STARTUP_TIMEOUT_MS);
+        const { line: serverLine, port: serverPort } = await waitForListening(server);
         assert.match(serverLine, new RegExp(`cipher=chacha20-poly1305/${serverCipher}\\b`));
         await Deno.writeTextFile(
           config,
           `${LOCALHOST} ${serverPort}\n${LOCALHOST} ${serverPort}\n`,
         );
-        const client = start("client.ts", [String(clientPort), config], clientCipher);
-        const [clientLine] = await client.waitForLine(/mpclient .* started.*/, STARTUP_TIMEOUT_MS);
+        const client = start("client.ts", ["0", config], clientCipher);
+        const { line: clientLine, port: clientPort } = await waitForListening(client);
         assert.match(clientLine, new RegExp(`cipher=chacha20-poly1305/${clientCipher}\\b`));
         await client.waitForLine(/session established/, STARTUP_TIMEOUT_MS);
+        // Both paths up, not only the session: the stream is to run over the tunnel as configured
+        // (each datagram on both paths), not over one path while the other still probes.
+        await waitForCount(client, /path up/g, 2, PATHS_UP_TIMEOUT_MS);
 
         const report = await runTrafficStream({
           target: { hostname: LOCALHOST, port: clientPort },
           sizeBytes: 1000,
           ratePps: 500,
           count: 500,
-          drainMs: 1000,
+          // The stream ends as soon as every echo is in: this only bounds the wait for the last.
+          drainMs: 10_000,
         });
         console.log(
           `client ${clientCipher}, server ${serverCipher}: ${report.received}/${report.sent} echoed`,

@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { DASHBOARD_HISTORY_SAMPLES, DASHBOARD_HTML } from "../../lib/ops/dashboard.ts";
-import { requireTool, withTimeout } from "./harness.ts";
+import { requireTools, toolsMissing, withTimeout } from "./harness.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
@@ -603,8 +603,11 @@ async function showsDisconnection(browser: Browser): Promise<void> {
 
 // One browser for the three steps: starting Chromium takes seconds, a fresh context per step does
 // not, and keeps the steps apart.
-Deno.test("the web dashboard in headless Chromium", async (t) => {
-  if (!requireTool("chromium")) return;
+Deno.test({
+  name: "the web dashboard in headless Chromium",
+  ignore: toolsMissing(["chromium"]) !== undefined,
+}, async (t) => {
+  requireTools(["chromium"]);
   const browser = await withTimeout(
     chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
     PAGE_TIMEOUT_MS,

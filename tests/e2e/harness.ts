@@ -286,12 +286,17 @@ async function collectLines(
   if (partial !== "") onLine(partial);
 }
 
-/** A UDP port that was free a moment ago (bound to port 0, read, closed). */
+/**
+ * A UDP port that was free a moment ago (bound to port 0, read, closed). Another process may take
+ * it before the caller uses it: never hand it to a child process that must bind it. Start the
+ * repository's programs on port 0 and read their port with {@link waitForListening}, and outside
+ * peers with {@link startOnFreePort}, which retries when the port was taken.
+ */
 export function freeUdpPort(hostname = "127.0.0.1"): number {
   return freeUdpPorts(1, hostname)[0];
 }
 
-/** `count` distinct UDP ports that were free a moment ago (all bound at once, then closed). */
+/** `count` distinct UDP ports that were free a moment ago (see {@link freeUdpPort} for the race). */
 export function freeUdpPorts(count: number, hostname = "127.0.0.1"): number[] {
   const sockets: Deno.DatagramConn[] = [];
   try {
@@ -301,6 +306,74 @@ export function freeUdpPorts(count: number, hostname = "127.0.0.1"): number[] {
     return sockets.map((socket) => (socket.addr as Deno.NetAddr).port);
   } finally {
     for (const socket of sockets) socket.close();
+  }
+}
+
+/** A program's start line and the port it says it listens on. */
+export interface Listening {
+  /** The whole start line. */
+  readonly line: string;
+  /** The port mpserver or mpclient listens on (`listen=HOST:PORT`), or mpbridge relays from. */
+  readonly port: number;
+}
+
+/**
+ * The start line of mpserver, mpclient or mpbridge: `mpserver … started listen=HOST:PORT …`,
+ * `mpclient … started listen=HOST:PORT …` (or `listen=none`), `Relaying HOST:PORT to …`.
+ */
+const START_LINE =
+  /(?:mp(?:server|client) \S+ started listen=|Relaying )(?:(\[[^\]]*\]|[^\s:]+):(\d+)|none\b).*/;
+
+/**
+ * Waits for the start line of mpserver, mpclient or mpbridge and reads the port it listens on (0
+ * for an mpclient with `listen=none`). Start them on port 0 and ask this, rather than handing them a
+ * port freed a moment ago that another process may have taken since.
+ *
+ * @example
+ * ```ts ignore
+ * await using server = denoScript("server.ts", ["127.0.0.1:0", "127.0.0.1", "7"]);
+ * const { port } = await waitForListening(server);
+ * ```
+ */
+export async function waitForListening(
+  handle: ProcessHandle,
+  timeoutMs = STARTUP_TIMEOUT_MS,
+): Promise<Listening> {
+  const match = await handle.waitForLine(START_LINE, timeoutMs);
+  return { line: match[0], port: match[2] === undefined ? 0 : Number(match[2]) };
+}
+
+/** The ports of mpclient's forwards in its start line (`forwards=HOST:PORT→TARGET,…`), in order. */
+export function forwardPorts(startLine: string): number[] {
+  const forwards = / forwards=(\S+)/.exec(startLine)?.[1];
+  if (forwards === undefined) throw new Error(`no forwards in the start line: ${startLine}`);
+  return forwards.split(",").map((forward) => Number(/:(\d+)→/.exec(forward)?.[1]));
+}
+
+/** How many times {@link startOnFreePort} tries a fresh port. */
+const FREE_PORT_ATTEMPTS = 5;
+
+/**
+ * Starts an outside peer that must be told its port (iperf, dnsmasq) on a port free a moment ago,
+ * and waits for its `ready` line; when it exits first because the port was taken meanwhile ("in
+ * use" in its output), starts it again on a fresh one. The caller owns the returned handle.
+ */
+export async function startOnFreePort(
+  start: (port: number) => ProcessHandle,
+  ready: RegExp,
+  options: { readonly hostname?: string; readonly timeoutMs?: number } = {},
+): Promise<{ readonly handle: ProcessHandle; readonly port: number }> {
+  for (let attempt = 1;; attempt++) {
+    const port = freeUdpPort(options.hostname);
+    const handle = start(port);
+    try {
+      await handle.waitForLine(ready, options.timeoutMs ?? STARTUP_TIMEOUT_MS);
+      return { handle, port };
+    } catch (error) {
+      await handle[Symbol.asyncDispose]();
+      const taken = /in use/i.test(handle.output());
+      if (!taken || attempt === FREE_PORT_ATTEMPTS) throw error;
+    }
   }
 }
 
@@ -321,32 +394,49 @@ export function commandExists(name: string): boolean {
   });
 }
 
+/** True when the tests run in CI (`CI=true`), where every outside tool must be installed. */
+export const IN_CI = Deno.env.get("CI") === "true";
+
 /**
- * The policy for tests that need an outside tool: true when `name` is on PATH; when it is missing,
- * throws in CI (`CI=true`: the tool must be installed there, so the test fails with a clear
- * message) and elsewhere prints why the test is skipped and returns false.
+ * The policy for tests that need outside tools, decided when the module loads: the reason to
+ * ignore such a test here (some of `tools` are missing; printed as a console line), or undefined
+ * when it must run. In CI it is always undefined: the test runs, and {@link requireTools} inside
+ * it fails it, naming what .ci/run must install. `isMissing` checks a tool that is not a program
+ * on PATH (default: {@link commandExists} fails).
  *
  * @example
  * ```ts ignore
- * Deno.test("carries iperf traffic", async () => {
- *   if (!requireTool("iperf")) return;
+ * const iperfMissing = toolsMissing(["iperf"]);
+ * Deno.test({ name: "carries iperf traffic", ignore: iperfMissing !== undefined }, async () => {
+ *   requireTools(["iperf"]);
  *   // ...
  * });
  * ```
  */
-export function requireTool(
-  name: string,
-  options: { readonly ci?: boolean } = {},
-): boolean {
-  if (commandExists(name)) return true;
-  const ci = options.ci ?? Deno.env.get("CI") === "true";
-  if (ci) {
+export function toolsMissing(
+  tools: readonly string[],
+  options: { readonly ci?: boolean; readonly isMissing?: (tool: string) => boolean } = {},
+): string | undefined {
+  const isMissing = options.isMissing ?? ((tool: string) => !commandExists(tool));
+  const absent = tools.filter(isMissing);
+  if (absent.length === 0 || (options.ci ?? IN_CI)) return undefined;
+  const reason = `${absent.join(", ")} not installed (install to run this test; CI does)`;
+  console.log(`ignored: ${reason}`);
+  return reason;
+}
+
+/**
+ * Fails the test, naming what .ci/run must install, when one of `tools` is not on PATH: the first
+ * line of a test whose `ignore` came from {@link toolsMissing}, so that in CI it fails rather than
+ * passes having checked nothing.
+ */
+export function requireTools(tools: readonly string[]): void {
+  const absent = tools.filter((tool) => !commandExists(tool));
+  if (absent.length > 0) {
     throw new Error(
-      `${name} is not on PATH, and CI must run this test: install ${name} in .ci/run`,
+      `${absent.join(", ")} not on PATH, and this test needs it: install it (CI does, in .ci/run)`,
     );
   }
-  console.log(`skipped: ${name} is not on PATH (install it to run this test)`);
-  return false;
 }
 
 /**

@@ -3,9 +3,14 @@ import { bindUdp } from "../../lib/io/udp.ts";
 import {
   commandExists,
   denoScript,
+  forwardPorts,
   freeUdpPort,
   freeUdpPorts,
-  requireTool,
+  requireTools,
+  spawnCommand,
+  startOnFreePort,
+  toolsMissing,
+  waitForListening,
   withTimeout,
 } from "./harness.ts";
 
@@ -101,13 +106,55 @@ Deno.test("commandExists finds programs on PATH only", () => {
   assert.equal(commandExists(Deno.execPath()), true);
 });
 
-Deno.test("a missing tool fails the test in CI and skips it elsewhere", () => {
-  assert.throws(
-    () => requireTool("no-such-program-mptunnel", { ci: true }),
-    /no-such-program-mptunnel is not on PATH/,
+Deno.test("a missing tool ignores the test outside CI, with the reason, and fails it in CI", () => {
+  assert.match(
+    toolsMissing(["sh", "no-such-program-mptunnel"], { ci: false }) ?? "",
+    /^no-such-program-mptunnel not installed/,
   );
-  assert.equal(requireTool("no-such-program-mptunnel", { ci: false }), false);
-  assert.equal(requireTool("sh", { ci: true }), true);
+  assert.equal(toolsMissing(["no-such-program-mptunnel"], { ci: true }), undefined);
+  assert.equal(toolsMissing(["sh"], { ci: false }), undefined);
+  assert.equal(
+    toolsMissing(["sh"], { ci: false, isMissing: () => true }),
+    "sh not installed (install to run this test; CI does)",
+  );
+  assert.throws(
+    () => requireTools(["sh", "no-such-program-mptunnel"]),
+    /no-such-program-mptunnel not on PATH/,
+  );
+  requireTools(["sh"]);
+});
+
+Deno.test("waitForListening reads the port from each program's start line", async () => {
+  const lines = [
+    "2026-01-01T00:00:00.000Z INFO  server: mpserver 0.1.0 started listen=127.0.0.1:32837 target=x",
+    "2026-01-01T00:00:00.000Z INFO  client: mpclient 0.1.0 started listen=[::1]:57769 paths=a",
+    "2026-01-01T00:00:00.000Z INFO  client: mpclient 0.1.0 started listen=none forwards=" +
+    "127.0.0.1:60618→127.0.0.1:7,[::1]:55027→[::1]:7 paths=b",
+    "2026-01-01T00:00:00.000Z INFO  bridge: Relaying 0.0.0.0:48739 to 127.0.0.1:9 version=0.1.0",
+  ];
+  const ports: number[] = [];
+  for (const line of lines) {
+    await using process = spawnCommand("echo", [line]);
+    const listening = await waitForListening(process);
+    assert.equal(listening.line, line.slice(line.search(/mp(server|client) |Relaying/)));
+    ports.push(listening.port);
+  }
+  assert.deepEqual(ports, [32837, 57769, 0, 48739]);
+  assert.deepEqual(forwardPorts(lines[2]), [60618, 55027]);
+});
+
+Deno.test("startOnFreePort starts a peer again when its port was taken", async () => {
+  const taken = freeUdpPort();
+  let attempts = 0;
+  const { handle, port } = await startOnFreePort((port) => {
+    attempts++;
+    return attempts === 1
+      ? spawnCommand("sh", ["-c", `echo "bind ${taken}: Address already in use"; exit 1`])
+      : spawnCommand("sh", ["-c", `echo "listening on ${port}"; sleep 30`]);
+  }, /listening on/);
+  await handle[Symbol.asyncDispose]();
+  assert.equal(attempts, 2);
+  assert.ok(port > 0);
 });
 
 Deno.test("withTimeout rejects naming what was late, and passes results through", async () => {

@@ -29,7 +29,13 @@
  * Every method needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN): see {@link netnsAvailable}.
  */
 
-import { commandExists, KILL_GRACE_MS, type ProcessHandle, spawnCommand } from "./harness.ts";
+import {
+  commandExists,
+  IN_CI,
+  KILL_GRACE_MS,
+  type ProcessHandle,
+  spawnCommand,
+} from "./harness.ts";
 import type { SpawnOptions } from "./harness.ts";
 
 /** Which end of the network a command runs in. */
@@ -100,10 +106,33 @@ const encoder = new TextEncoder();
  * Builds the network (about 25 `ip` commands: 150 ms here; disposal 40 ms). When building fails
  * half-way, what was made is removed before the error is thrown.
  */
-export function createUplinkNetwork(
+export async function createUplinkNetwork(
   options: UplinkNetworkOptions = {},
 ): Promise<UplinkNetwork> {
+  // In CI the tests run even where this machine cannot build the network: they fail here, saying why.
+  const unavailable = await uplinkNetworkUnavailableReason();
+  if (unavailable !== undefined) {
+    throw new Error(`the uplink network cannot be built here: ${unavailable} (CI must provide it)`);
+  }
   return NamespaceNetwork.create(options);
+}
+
+/**
+ * Why the tests that build an {@link UplinkNetwork} are ignored here, printed once as
+ * `FILE: ignored: REASON`; undefined where they can run, and always in CI (`CI=true`), where they
+ * must run and fail, in {@link createUplinkNetwork}, on what is missing.
+ */
+export async function uplinkNetworkIgnoreReason(file: string): Promise<string | undefined> {
+  const reason = await uplinkNetworkUnavailableReason();
+  if (reason === undefined || IN_CI) return undefined;
+  console.log(`${file}: ignored: ${reason}`);
+  return reason;
+}
+
+/** {@link netnsUnavailableReason}, or the blackhole's nft missing. */
+async function uplinkNetworkUnavailableReason(): Promise<string | undefined> {
+  return (await netnsUnavailableReason()) ??
+    (commandExists("nft") ? undefined : "nft (nftables) is not on PATH");
 }
 
 /** A client host and a server host joined by uplinks, made by {@link createUplinkNetwork}. */

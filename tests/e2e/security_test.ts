@@ -11,7 +11,7 @@ import { runTrafficSink, runTrafficStream } from "../../tools/traffic.ts";
 import { bindUdp } from "../../lib/io/udp.ts";
 import type { UdpAddress } from "../../lib/io/transport.ts";
 import { batchedUdpUnavailable } from "../../lib/io/udp_batch.ts";
-import { denoScript, freeUdpPorts, type ProcessHandle } from "./harness.ts";
+import { denoScript, type ProcessHandle, waitForListening } from "./harness.ts";
 
 const LOCALHOST = "127.0.0.1";
 
@@ -69,31 +69,31 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
   const secretFile = `${directory}/secret`;
   await Deno.writeTextFile(secretFile, generateSecret() + "\n");
   const sink = runTrafficSink({ listen: { hostname: LOCALHOST, port: 0 } });
-  const [serverPort, bridgePort, clientPort] = freeUdpPorts(3);
   const processes: ProcessHandle[] = [];
   let relay: ReturnType<typeof recordingRelay> | undefined;
   try {
     const server = denoScript("server.ts", [
-      `${LOCALHOST}:${serverPort}`,
+      `${LOCALHOST}:0`,
       LOCALHOST,
       String(sink.address.port),
       "--secret-file",
       secretFile,
     ]);
     processes.push(server);
-    const [startLine] = await server.waitForLine(/mpserver .* started.*/);
+    const { line: startLine, port: serverPort } = await waitForListening(server);
     // The start line says which fast paths run; here (Linux, --allow-all) both should.
     const cipher = opensslAeadUnavailable() === undefined ? "openssl" : "node";
     assert.match(startLine, new RegExp(` cipher=chacha20-poly1305/${cipher}\\b`));
     const io = batchedUdpUnavailable() === undefined ? "batched" : "deno";
     assert.match(startLine, new RegExp(` io=${io}\\b`));
-    const bridge = denoScript("bridge.ts", [String(bridgePort), LOCALHOST, String(serverPort)]);
+    const bridge = denoScript("bridge.ts", ["0", LOCALHOST, String(serverPort)]);
     processes.push(bridge);
+    const bridgePort = (await waitForListening(bridge)).port;
     relay = recordingRelay(serverPort);
     const config = `${directory}/mpclient.conf`;
     await Deno.writeTextFile(config, `${LOCALHOST} ${bridgePort}\n${LOCALHOST} ${relay.port}\n`);
     const client = denoScript("client.ts", [
-      String(clientPort),
+      "0",
       config,
       "--secret-file",
       secretFile,
@@ -103,6 +103,7 @@ Deno.test("forged, replayed and flooded datagrams reach nothing; the session goe
       "debug",
     ]);
     processes.push(client);
+    const clientPort = (await waitForListening(client)).port;
     await client.waitForLine(/session established/, 15_000);
 
     const stream = runTrafficStream({

@@ -20,22 +20,23 @@ import type { DatagramTransport } from "../../lib/io/transport.ts";
 import {
   commandExists,
   denoScript,
-  freeUdpPorts,
+  forwardPorts,
   PATHS_UP_TIMEOUT_MS,
   type ProcessHandle,
-  requireTool,
+  requireTools,
   show,
   spawnCommand,
   spawnDnsmasq,
-  STARTUP_TIMEOUT_MS,
+  startOnFreePort,
+  toolsMissing,
   waitForCount,
+  waitForListening,
   withTimeout,
 } from "./harness.ts";
 
 const LOOPBACK = "127.0.0.1";
 /** Debian's Python, which python3-socks installs into (`python3` on PATH may be another build). */
 const SYSTEM_PYTHON = "/usr/bin/python3";
-const IN_CI = Deno.env.get("CI") === "true";
 
 /** True when Debian's python3 can import python3-socks's `socks` module. */
 function pythonSocksInstalled(): boolean {
@@ -53,12 +54,9 @@ function pythonSocksInstalled(): boolean {
  * printed). In CI the step runs and fails, naming what .ci/run must install.
  */
 function missing(tools: readonly string[]): boolean {
-  const absent = tools.filter((tool) =>
-    tool === "python3-socks" ? !pythonSocksInstalled() : !commandExists(tool)
-  );
-  if (absent.length === 0 || IN_CI) return false;
-  console.log(`ignored: ${absent.join(", ")} not installed (install to run this step; CI does)`);
-  return true;
+  return toolsMissing(tools, {
+    isMissing: (tool) => tool === "python3-socks" ? !pythonSocksInstalled() : !commandExists(tool),
+  }) !== undefined;
 }
 
 /** A UDP socket that counts what arrives and answers nothing: what no flow may reach. */
@@ -111,45 +109,44 @@ function bracketed(host: string): string {
 }
 
 /**
- * Starts mpserver from `serverLines`, `bridgeCount` mpbridges in front of it (each with `loss`
- * percent loss each way, seeded) and mpclient with the paths through them plus `clientLines`;
- * resolves once the session is established and every path is up.
+ * Starts mpserver from `serverLines` (its `listen` line on port 0: it says which port it got),
+ * `bridgeCount` mpbridges in front of it (each on a port of its own choosing, with `loss` percent
+ * loss each way, seeded) and mpclient with the paths through them plus `clientLines`; resolves
+ * once the session is established and every path is up, with mpclient's start line.
  */
 async function startTunnel(stack: AsyncDisposableStack, options: {
   readonly host: string;
-  readonly serverPort: number;
   readonly serverLines: readonly string[];
   readonly clientLines: readonly string[];
   readonly bridgeCount: number;
   readonly lossPercent?: number;
-}): Promise<{ server: ProcessHandle; client: ProcessHandle }> {
+}): Promise<{ server: ProcessHandle; client: ProcessHandle; clientStartLine: string }> {
   const { host } = options;
   const serverFile = await tempFile(stack, "mpserver-", options.serverLines);
   const server = stack.use(denoScript("server.ts", ["--config", serverFile], { name: "mpserver" }));
-  const bridgePorts = freeUdpPorts(options.bridgeCount, host);
-  const bridges = bridgePorts.map((port, index) =>
+  const serverPort = (await waitForListening(server)).port;
+  const bridges = Array.from({ length: options.bridgeCount }, (_, index) =>
     stack.use(
       denoScript("bridge.ts", [
-        `${bracketed(host)}:${port}`,
+        `${bracketed(host)}:0`,
         host,
-        String(options.serverPort),
+        String(serverPort),
         ...(options.lossPercent === undefined
           ? []
           : ["--loss", String(options.lossPercent), "--seed", String(11 + 2 * index)]),
-      ], { name: `mpbridge ${port}` }),
-    )
-  );
-  await server.waitForLine(/mpserver \S+ started/, STARTUP_TIMEOUT_MS);
-  for (const bridge of bridges) await bridge.waitForLine(/Relaying/, STARTUP_TIMEOUT_MS);
+      ], { name: `mpbridge ${index + 1}` }),
+    ));
+  const bridgePorts: number[] = [];
+  for (const bridge of bridges) bridgePorts.push((await waitForListening(bridge)).port);
   const clientFile = await tempFile(stack, "mpclient-", [
     ...bridgePorts.map((port) => `${host} ${port}`),
     ...options.clientLines,
   ]);
   const client = stack.use(denoScript("client.ts", ["--config", clientFile], { name: "mpclient" }));
-  await client.waitForLine(/mpclient \S+ started/, STARTUP_TIMEOUT_MS);
+  const clientStartLine = (await waitForListening(client)).line;
   await waitForCount(client, /session established/g, 1, PATHS_UP_TIMEOUT_MS);
   await waitForCount(client, /path up/g, options.bridgeCount, PATHS_UP_TIMEOUT_MS);
-  return { server, client };
+  return { server, client, clientStartLine };
 }
 
 /**
@@ -188,33 +185,39 @@ print(json.dumps(result))
 
 Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets through one mpserver over lossy bridges", async (t) => {
   await using stack = new AsyncDisposableStack();
-  const [serverPort, dnsPort, iperfPort, dnsForwardPort, iperfForwardPort] = freeUdpPorts(5);
   const echo = startEcho(stack, LOOPBACK);
   const sink = startSink(stack, LOOPBACK);
 
   const haveDns = commandExists("dnsmasq") && commandExists("dig");
   const haveIperf = commandExists("iperf");
+  // Without the peer, its target points at a port where nothing answers (the step is ignored).
+  let dnsPort = 9;
+  let iperfPort = 9;
   if (haveDns) {
-    const dnsmasq = stack.use(
-      spawnDnsmasq(LOOPBACK, dnsPort, "example.test", "192.0.2.1"),
+    const dnsmasq = await startOnFreePort(
+      (port) => spawnDnsmasq(LOOPBACK, port, "example.test", "192.0.2.1"),
+      /started, version/,
     );
-    await dnsmasq.waitForLine(/started, version/, STARTUP_TIMEOUT_MS);
+    stack.use(dnsmasq.handle);
+    dnsPort = dnsmasq.port;
   }
   let iperfServer: ProcessHandle | undefined;
   if (haveIperf) {
-    iperfServer = stack.use(
-      spawnCommand("iperf", ["-s", "-u", "-p", String(iperfPort), "-B", LOOPBACK], {
-        name: "iperf -s",
-      }),
+    const started = await startOnFreePort(
+      (port) =>
+        spawnCommand("iperf", ["-s", "-u", "-p", String(port), "-B", LOOPBACK], {
+          name: "iperf -s",
+        }),
+      /Server listening on UDP port/,
     );
-    await iperfServer.waitForLine(/Server listening on UDP port/, STARTUP_TIMEOUT_MS);
+    iperfServer = stack.use(started.handle);
+    iperfPort = started.port;
   }
 
-  const { server, client } = await startTunnel(stack, {
+  const { server, client, clientStartLine } = await startTunnel(stack, {
     host: LOOPBACK,
-    serverPort,
     serverLines: [
-      `listen ${LOOPBACK}:${serverPort}`,
+      `listen ${LOOPBACK}:0`,
       `target echo ${LOOPBACK} ${echo.address.port}`,
       `target dns ${LOOPBACK} ${dnsPort}`,
       `target iperf ${LOOPBACK} ${iperfPort}`,
@@ -222,8 +225,8 @@ Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets throu
       `allow ${LOOPBACK} ${echo.address.port}`,
     ],
     clientLines: [
-      `forward ${LOOPBACK}:${dnsForwardPort} dns`,
-      `forward ${LOOPBACK}:${iperfForwardPort} iperf`,
+      `forward ${LOOPBACK}:0 dns`,
+      `forward ${LOOPBACK}:0 iperf`,
       `socks5 ${LOOPBACK}:0`,
     ],
     bridgeCount: 3,
@@ -232,12 +235,13 @@ Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets throu
   const started = client.output().match(/mpclient \S+ started.* socks5=127\.0\.0\.1:(\d+)/);
   assert.ok(started, `mpclient did not say where SOCKS5 listens:\n${client.output()}`);
   const socksPort = Number(started[1]);
+  const [dnsForwardPort, iperfForwardPort] = forwardPorts(clientStartLine);
 
   await t.step({
     name: "dig through the dns forward gets dnsmasq's answer",
     ignore: missing(["dnsmasq", "dig"]),
     fn: async () => {
-      assert.ok(requireTool("dnsmasq") && requireTool("dig"));
+      requireTools(["dnsmasq", "dig"]);
       const answers: string[] = [];
       for (const name of ["example.test", "www.example.test", "example.test"]) {
         await using dig = spawnCommand("dig", [
@@ -262,7 +266,8 @@ Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets throu
     name: "iperf 2 through the iperf forward: the server reports ≤ 2 % loss",
     ignore: missing(["iperf"]),
     fn: async () => {
-      assert.ok(requireTool("iperf") && iperfServer !== undefined);
+      requireTools(["iperf"]);
+      assert.ok(iperfServer !== undefined);
       await using iperfClient = spawnCommand("iperf", [
         "-c",
         LOOPBACK,
@@ -348,18 +353,17 @@ Deno.test("one mpclient with two forwards and SOCKS5 reaches three targets throu
 
 Deno.test("over IPv6 on ::1: mpserver, mpbridges and mpclient, a forward to an echo target", async () => {
   await using stack = new AsyncDisposableStack();
-  const [serverPort, forwardPort] = freeUdpPorts(2, "::1");
   const echo = startEcho(stack, "::1");
-  const { client } = await startTunnel(stack, {
+  const { client, clientStartLine } = await startTunnel(stack, {
     host: "::1",
-    serverPort,
     serverLines: [
-      `listen [::1]:${serverPort}`,
+      `listen [::1]:0`,
       `allow ::1 ${echo.address.port}`,
     ],
-    clientLines: [`forward [::1]:${forwardPort} [::1]:${echo.address.port}`],
+    clientLines: [`forward [::1]:0 [::1]:${echo.address.port}`],
     bridgeCount: 2,
   });
+  const [forwardPort] = forwardPorts(clientStartLine);
   const stream = await runTrafficStream({
     target: { hostname: "::1", port: forwardPort },
     count: 200,

@@ -25,7 +25,8 @@ const LAYER_RANKS: ReadonlyMap<string, number> = new Map([
   ["uplink", 5],
   ["driver", 6],
   ["bridge", 6],
-  ["socks5", 6],
+  // The SOCKS5 front end is one of the client driver's listeners, built on io only.
+  ["socks5", 5],
   ["ops", 7],
   ["cli", 8],
 ]);

@@ -25,8 +25,8 @@ const LAYER_RANKS: ReadonlyMap<string, number> = new Map([
   ["uplink", 5],
   ["driver", 6],
   ["bridge", 6],
-  // The SOCKS5 front end is one of the client driver's listeners, built on io only.
-  ["socks5", 5],
+  // The SOCKS5 front end is one of the client driver's listeners, built on io only: above io, below the drivers.
+  ["socks5", 5.5],
   ["ops", 7],
   ["cli", 8],
 ]);

@@ -11,6 +11,7 @@
  * and thus ciphertexts come from the operating system, so a rerun replays the same attack against
  * different bytes — the outcome, not the bytes, is what is asserted.
  */
+import { clientSeams, serverSeams } from "./session/engine_seams.ts";
 import assert from "node:assert/strict";
 import { ClientCore, type ClientOutbox } from "../lib/session/client_core.ts";
 import { deriveSecretKeys, type SecretKeys } from "../lib/crypto/handshake.ts";
@@ -82,8 +83,9 @@ class Wire {
   readonly serverOutbox: ServerOutbox;
 
   constructor(secret: SecretKeys | undefined, sessionId: number, rekeyIntervalMs: number) {
-    this.server = new ServerCore({ secret, logger: silentLogger });
+    this.server = new ServerCore({ ...serverSeams, secret, logger: silentLogger });
     this.client = new ClientCore({
+      ...clientSeams,
       pathLabels: this.pathAddresses.map((_, index) => `path${index}`),
       secret,
       logger: silentLogger,

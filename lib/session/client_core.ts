@@ -17,7 +17,6 @@
  */
 
 import type { AeadFactory } from "../crypto/aead.ts";
-import { createAead } from "../crypto/aead_factory.ts";
 import type { SecretKeys } from "../crypto/handshake.ts";
 import { openMessage } from "../crypto/key_phase.ts";
 import type { FecParameters } from "../fec/parameters.ts";
@@ -42,7 +41,6 @@ import {
 } from "../wire/messages.ts";
 import { FlowDelivery } from "./flow_delivery.ts";
 import type { SchedulingMode } from "./scheduler.ts";
-import { secureRandom } from "./secure_random.ts";
 import { ClientHandshake, type HandshakeReason } from "./client/client_handshake.ts";
 import { ClientPaths } from "./client/client_paths.ts";
 import { ClientSender } from "./client/client_sender.ts";
@@ -90,10 +88,10 @@ export interface ClientCoreOptions {
   readonly logger: Logger;
   /** The session id; a random non-zero 32-bit number from `random` when omitted. */
   readonly sessionId?: number;
-  /** Makes the session keys' AEADs (default `createAead`, the fastest available). */
-  readonly aead?: AeadFactory;
-  /** Where randomness comes from (default the system's CSPRNG; tests pass a seeded one). */
-  readonly random?: Random;
+  /** Makes the session keys' AEADs: the driver passes the fastest available, tests what they test. */
+  readonly aead: AeadFactory;
+  /** Where randomness comes from: the system's CSPRNG in the driver, a seeded one in tests. */
+  readonly random: Random;
   readonly timing?: Partial<ClientTiming>;
 }
 
@@ -141,7 +139,7 @@ export class ClientCore {
   readonly #queue: HandshakeQueue = new HandshakeQueue(this.counters.drops);
 
   constructor(options: ClientCoreOptions) {
-    this.sessionId = options.sessionId ?? randomSessionId(options.random ?? secureRandom);
+    this.sessionId = options.sessionId ?? randomSessionId(options.random);
     this.#paths = new ClientPaths(options.pathLabels.map((label, index) =>
       new ClientPath(
         index,
@@ -165,7 +163,7 @@ export class ClientCore {
     this.#handshake = new ClientHandshake(
       this.sessionId,
       this.#secret,
-      options.aead ?? createAead,
+      options.aead,
       this.#logger,
       this.#logThrottle,
     );

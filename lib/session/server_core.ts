@@ -31,7 +31,6 @@ import {
 import type { Logger } from "../base/log.ts";
 import { LogThrottle, TokenBucket } from "../base/throttle.ts";
 import type { AeadFactory } from "../crypto/aead.ts";
-import { createAead } from "../crypto/aead_factory.ts";
 import type { SecretKeys } from "../crypto/handshake.ts";
 import { openMessage, sealMessage } from "../crypto/key_phase.ts";
 import type { FecShard } from "../fec/group.ts";
@@ -64,8 +63,8 @@ export { ServerSession, type SessionAddress } from "./server/server_session.ts";
 export interface ServerCoreOptions {
   readonly secret?: SecretKeys;
   readonly logger: Logger;
-  /** Makes the session keys' AEADs (default `createAead`, the fastest available). */
-  readonly aead?: AeadFactory;
+  /** Makes the session keys' AEADs: the driver passes the fastest available, tests what they test. */
+  readonly aead: AeadFactory;
   readonly limits?: Partial<ServerLimits>;
   /** Called when a session is forgotten, so the driver closes its target sockets. */
   readonly onSessionClosed?: (sessionId: number) => void;
@@ -129,7 +128,7 @@ export class ServerCore {
           this.#countDrop(reason, nowMs, message, details),
       },
       options.secret,
-      options.aead ?? createAead,
+      options.aead,
       this.#limits,
       this.#resetBucket,
       this.counters,

@@ -3,6 +3,7 @@
  * refusal of a non-loopback Host, a failing handler that answers 500 without stopping anything, and
  * the status client's one-line errors.
  */
+import { clientSeams } from "../session/engine_seams.ts";
 import assert from "node:assert/strict";
 import { ClientCore } from "../../lib/session/client_core.ts";
 import {
@@ -21,7 +22,12 @@ import { clientStatus } from "../../lib/ops/status.ts";
 const LOOPBACK = "127.0.0.1";
 
 function sampleStatus() {
-  const core = new ClientCore({ pathLabels: ["a", "b"], logger: silentLogger, sessionId: 0xabc });
+  const core = new ClientCore({
+    ...clientSeams,
+    pathLabels: ["a", "b"],
+    logger: silentLogger,
+    sessionId: 0xabc,
+  });
   return clientStatus({
     core,
     startedAtMs: 0,

@@ -3,6 +3,7 @@
  * well-formed (HELP and TYPE before samples, valid names, counters ending in `_total`, escaped label
  * values) and its values are the status snapshot's for a known traffic pattern.
  */
+import { clientSeams } from "../session/engine_seams.ts";
 import assert from "node:assert/strict";
 import { ClientCore } from "../../lib/session/client_core.ts";
 import { silentLogger } from "../../lib/base/log.ts";
@@ -242,7 +243,7 @@ Deno.test(`server metrics are well-formed and equal the status (seed ${SEED})`, 
 });
 
 Deno.test("values not measured yet are absent samples, their HELP and TYPE still present", () => {
-  const core = new ClientCore({ pathLabels: ["a"], logger: silentLogger });
+  const core = new ClientCore({ ...clientSeams, pathLabels: ["a"], logger: silentLogger });
   const status = clientStatus({
     core,
     startedAtMs: 0,
@@ -271,7 +272,7 @@ Deno.test("values not measured yet are absent samples, their HELP and TYPE still
 
 Deno.test("label values are escaped as the format requires and parse back unchanged", () => {
   assert.equal(escapeLabelValue('a\\b"c\nd'), 'a\\\\b\\"c\\nd');
-  const core = new ClientCore({ pathLabels: ["plain"], logger: silentLogger });
+  const core = new ClientCore({ ...clientSeams, pathLabels: ["plain"], logger: silentLogger });
   const base = clientStatus({
     core,
     startedAtMs: 0,

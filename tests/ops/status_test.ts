@@ -2,6 +2,7 @@
  * Status snapshots against a known traffic pattern (tests/status_fixtures.ts): the counts the JSON
  * reports are the traffic that was sent, per path and per session; what is not measured yet is null.
  */
+import { clientSeams, serverSeams } from "../session/engine_seams.ts";
 import assert from "node:assert/strict";
 import { ClientCore } from "../../lib/session/client_core.ts";
 import { silentLogger } from "../../lib/base/log.ts";
@@ -135,6 +136,7 @@ Deno.test(`server status counts the known traffic, per session and path (seed ${
 
 Deno.test("a client that has heard nothing reports nulls, not zeros", () => {
   const core = new ClientCore({
+    ...clientSeams,
     pathLabels: ["a", "b"],
     backupPaths: [false, true],
     logger: silentLogger,
@@ -176,7 +178,7 @@ Deno.test("a client that has heard nothing reports nulls, not zeros", () => {
 });
 
 Deno.test("the server lists the most recently active sessions and says the list is cut", () => {
-  const core = new ServerCore({ logger: silentLogger });
+  const core = new ServerCore({ ...serverSeams, logger: silentLogger });
   const sessions = new Map<number, ServerSession>();
   const total = MAX_LISTED_SESSIONS + 5;
   for (let id = 1; id <= total; id++) {

@@ -2,6 +2,7 @@
  * The status table of `mpclient status` / `mpserver status`: what it shows for a known traffic
  * pattern, that its columns line up, and what it leaves out (zero drops, unmeasured values).
  */
+import { clientSeams } from "../session/engine_seams.ts";
 import assert from "node:assert/strict";
 import { ClientCore } from "../../lib/session/client_core.ts";
 import { silentLogger } from "../../lib/base/log.ts";
@@ -56,6 +57,7 @@ Deno.test(`the client table shows each path's state, RTT, loss and traffic (seed
 
 Deno.test("the client table marks backups and shows dashes for what is not measured", () => {
   const core = new ClientCore({
+    ...clientSeams,
     pathLabels: ["main", "spare"],
     backupPaths: [false, true],
     logger: silentLogger,

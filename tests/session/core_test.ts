@@ -2,6 +2,7 @@
  * The client and server cores wired together in memory, without the simulator: a handshake, data in
  * both directions, duplicates from redundant paths, restarts, secrets that differ.
  */
+import { clientSeams, serverSeams } from "./engine_seams.ts";
 import assert from "node:assert/strict";
 import { seededRandom } from "../../lib/base/rng.ts";
 import { ClientCore, type ClientOutbox } from "../../lib/session/client_core.ts";
@@ -17,10 +18,12 @@ const SECRET = "correct horse battery staple 42";
 function wire(pathCount: number, options: { clientSecret?: string; serverSecret?: string } = {}) {
   const logger = recordingLogger();
   const server = new ServerCore({
+    ...serverSeams,
     secret: options.serverSecret ? deriveSecretKeys(options.serverSecret) : undefined,
     logger,
   });
   const client = new ClientCore({
+    ...clientSeams,
     pathLabels: Array.from({ length: pathCount }, (_, index) => `path${index}`),
     secret: options.clientSecret ? deriveSecretKeys(options.clientSecret) : undefined,
     logger,
@@ -152,7 +155,11 @@ Deno.test("a restarted server is noticed and the session resumes within a second
   const tunnel = wire(3, { clientSecret: SECRET, serverSecret: SECRET });
   tunnel.send(1, "before");
   tunnel.run(500);
-  tunnel.server = new ServerCore({ secret: deriveSecretKeys(SECRET), logger: silentLogger });
+  tunnel.server = new ServerCore({
+    ...serverSeams,
+    secret: deriveSecretKeys(SECRET),
+    logger: silentLogger,
+  });
   const restartMs = tunnel.now;
   tunnel.send(1, "lost while the server was away");
   tunnel.run(restartMs + 50);

@@ -3,6 +3,7 @@
  * server's driver (faked here, with the policy of `lib/session/target_policy.ts`) opens or refuses it, held
  * datagrams follow the answer, a refused flow delivers nothing, and a server restart re-declares.
  */
+import { clientSeams, serverSeams } from "./engine_seams.ts";
 import assert from "node:assert/strict";
 import { seededRandom } from "../../lib/base/rng.ts";
 import { ClientCore, type ClientOutbox } from "../../lib/session/client_core.ts";
@@ -45,8 +46,9 @@ function decide(target: FlowTarget): "open" | FlowRefusal {
 function wire(options: { answerLater?: boolean } = {}) {
   /** While true, every FLOW_OPEN the client sends is lost on the way. */
   let losingFlowOpens = false;
-  let server = new ServerCore({ logger: silentLogger });
+  let server = new ServerCore({ ...serverSeams, logger: silentLogger });
   const client = new ClientCore({
+    ...clientSeams,
     pathLabels: ["p0", "p1"],
     logger: silentLogger,
     random: seededRandom(7),
@@ -132,7 +134,7 @@ function wire(options: { answerLater?: boolean } = {}) {
       losingFlowOpens = losing;
     },
     restartServer() {
-      server = new ServerCore({ logger: silentLogger });
+      server = new ServerCore({ ...serverSeams, logger: silentLogger });
     },
   };
   return state;

@@ -1,4 +1,5 @@
 /** What the engines take from outside instead of reaching for it: the AEAD factory and randomness. */
+import { clientSeams, serverSeams } from "./engine_seams.ts";
 import assert from "node:assert/strict";
 import { silentLogger } from "../../lib/base/log.ts";
 import { seededRandom } from "../../lib/base/rng.ts";
@@ -28,13 +29,19 @@ Deno.test("the engines key their sessions with the AEAD factory they were given"
   const clientKeys = countingFactory();
   const serverKeys = countingFactory();
   const client = new ClientCore({
+    ...clientSeams,
     pathLabels: ["only"],
     secret: SECRET,
     logger: silentLogger,
     aead: clientKeys.factory,
     random: seededRandom(1),
   });
-  const server = new ServerCore({ secret: SECRET, logger: silentLogger, aead: serverKeys.factory });
+  const server = new ServerCore({
+    ...serverSeams,
+    secret: SECRET,
+    logger: silentLogger,
+    aead: serverKeys.factory,
+  });
   const toServer: Uint8Array[] = [];
   const toClient: Uint8Array[] = [];
   const clientOutbox: ClientOutbox = {
@@ -59,7 +66,12 @@ Deno.test("the engines key their sessions with the AEAD factory they were given"
 
 Deno.test("a client's session id comes from the random source it was given", () => {
   const make = (seed: number) =>
-    new ClientCore({ pathLabels: ["only"], logger: silentLogger, random: seededRandom(seed) })
+    new ClientCore({
+      ...clientSeams,
+      pathLabels: ["only"],
+      logger: silentLogger,
+      random: seededRandom(seed),
+    })
       .sessionId;
   assert.equal(make(42), make(42));
   assert.notEqual(make(42), make(43));

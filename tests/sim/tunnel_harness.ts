@@ -28,6 +28,7 @@
  * ```
  */
 
+import { clientSeams, serverSeams } from "../session/engine_seams.ts";
 import {
   ClientCore,
   type ClientCoreOptions,
@@ -431,6 +432,7 @@ export class TunnelScenario {
   #makeClient(): TunnelClient {
     const name = `mpclient#${this.#clientGeneration++}`;
     const core = new ClientCore({
+      ...clientSeams,
       pathLabels: this.network.paths.map((path) => `path${path.index}`),
       secret: this.#secretKeys,
       logger: timedLogger(this.network, name, this.logRecords),
@@ -449,6 +451,7 @@ export class TunnelScenario {
   #makeServer(): TunnelServer {
     const name = `mpserver#${this.#serverGeneration++}`;
     const core = new ServerCore({
+      ...serverSeams,
       secret: this.#secretKeys,
       logger: timedLogger(this.network, name, this.logRecords),
       limits: this.#options.serverLimits,
